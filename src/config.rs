@@ -1,0 +1,336 @@
+//! Typed settings, read once at start from the environment (and an optional `.env` file).
+//!
+//! Every value is validated here, so a mistake stops the program with one sentence that names
+//! the variable and says what it expects, instead of failing later in a request.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::email::EmailAddress;
+
+/// All settings of the site. Built by [`Config::from_env`], or by hand in tests.
+#[derive(Clone)]
+pub struct Config {
+    /// Our origin, e.g. `https://club.example.org`: the Portier `client_id`, and the base of
+    /// every absolute URL we hand out. Never has a path or a trailing slash.
+    pub public_url: String,
+    /// Where the HTTP server listens.
+    pub listen_addr: SocketAddr,
+    /// The database to use; `sqlite:` or `postgres:` URLs. May hold a password: see
+    /// [`Config::database_url_redacted`].
+    pub database_url: SecretString,
+    /// The Portier broker we trust, as an origin (`https://broker.portier.io`). Tokens must
+    /// carry exactly this string as `iss`.
+    pub broker_url: String,
+    /// The key that signs and encrypts session cookies. `None` means: use the one stored in
+    /// the database, creating it on first start.
+    pub session_key: Option<SecretString>,
+    /// How often the background task deletes expired login attempts and sessions.
+    pub purge_interval: Duration,
+    /// Addresses that are made admins when they sign in.
+    pub admin_emails: Vec<EmailAddress>,
+    /// The site's name, shown in page titles and the header.
+    pub site_name: String,
+    /// Time limit on each request to the broker (discovery and keys).
+    pub broker_timeout: Duration,
+    /// Shortest wait between two key fetches caused by tokens with an unknown key id.
+    pub key_refetch_cooldown: Duration,
+    /// How long a member stays signed in without signing in again.
+    pub session_ttl: Duration,
+}
+
+/// A setting that could not be used; its message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub name: &'static str,
+    /// What is wrong with it and what is expected.
+    pub message: String,
+}
+
+fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        message: message.into(),
+    }
+}
+
+/// The database used when `DATABASE_URL` is not set: a file in the working directory, created
+/// when missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://clubhouse.db?mode=rwc";
+
+impl Config {
+    /// Reads `.env` (when present) and then the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env file is normal; a broken one is not.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(invalid("(.env file)", format!("could not be read: {e}"))),
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the settings from any source of variables (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let var = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let public_url = parse_origin(
+            "PUBLIC_URL",
+            &var("PUBLIC_URL").unwrap_or_else(|| "http://localhost:8080".into()),
+        )?;
+        let listen_addr = var("LISTEN_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                invalid(
+                    "LISTEN_ADDR",
+                    "expected an IP address and port, like 127.0.0.1:8080 or [::]:8080",
+                )
+            })?;
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres:")
+            || database_url.starts_with("postgresql:"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "expected a sqlite: or postgres: URL, like sqlite://clubhouse.db?mode=rwc",
+            ));
+        }
+        let broker_url = parse_origin(
+            "BROKER_URL",
+            &var("BROKER_URL").unwrap_or_else(|| "https://broker.portier.io".into()),
+        )?;
+        let session_key = var("SESSION_KEY").map(SecretString::from);
+        if let Some(key) = &session_key {
+            crate::sessions::cookie_key_from_base64(key)
+                .map_err(|message| invalid("SESSION_KEY", message))?;
+        }
+        let purge_interval = parse_duration_var(&var, "PURGE_INTERVAL", "60s")?;
+        let broker_timeout = parse_duration_var(&var, "BROKER_TIMEOUT", "10s")?;
+        let key_refetch_cooldown = parse_duration_var(&var, "KEY_REFETCH_COOLDOWN", "5m")?;
+        let session_ttl = parse_duration_var(&var, "SESSION_TTL", "30d")?;
+        let admin_emails = var("ADMIN_EMAILS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                EmailAddress::parse(s)
+                    .map_err(|e| invalid("ADMIN_EMAILS", format!("{s:?} is not usable: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let site_name = var("SITE_NAME").unwrap_or_else(|| "Clubhouse".into());
+
+        Ok(Config {
+            public_url,
+            listen_addr,
+            database_url: SecretString::from(database_url),
+            broker_url,
+            session_key,
+            purge_interval,
+            admin_emails,
+            site_name,
+            broker_timeout,
+            key_refetch_cooldown,
+            session_ttl,
+        })
+    }
+
+    /// The database URL with any password replaced, fit for logs and pages.
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(secrecy::ExposeSecret::expose_secret(&self.database_url))
+    }
+
+    /// Whether cookies must carry the `Secure` flag (the site is served over https).
+    pub fn is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// The Portier `redirect_uri`: where the broker posts the result.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/verify", self.public_url)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("public_url", &self.public_url)
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &self.database_url_redacted())
+            .field("broker_url", &self.broker_url)
+            .field(
+                "session_key",
+                &self.session_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("purge_interval", &self.purge_interval)
+            .field("admin_emails", &self.admin_emails.len())
+            .field("site_name", &self.site_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replaces the password of a URL, if it has one.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("redacted"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// Accepts `http(s)://host[:port]` with at most a lone trailing slash, and returns the ASCII
+/// origin (lowercase host, punycode, no default port, no slash), as Portier wants `client_id`.
+fn parse_origin(name: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| {
+        invalid(
+            name,
+            format!("{raw:?} is not a URL ({e}); expected something like https://club.example.org"),
+        )
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(invalid(
+            name,
+            format!("{raw:?} must start with http:// or https://"),
+        ));
+    }
+    if url.host_str().is_none() {
+        return Err(invalid(name, format!("{raw:?} has no host name")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            name,
+            format!("{raw:?} must not contain a user name or password"),
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            name,
+            format!(
+                "{raw:?} must be an origin only, without a path, query or fragment (the site must be served at the root of its host)"
+            ),
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+fn parse_duration_var(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    match parse_duration(&raw) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(invalid(
+            name,
+            format!(
+                "{raw:?} is not a duration; expected a number with s, m, h or d, like 30s or 15m"
+            ),
+        )),
+    }
+}
+
+/// Parses `90`, `30s`, `15m`, `2h` or `7d`. A bare number is seconds.
+pub fn parse_duration(raw: &str) -> Option<Duration> {
+    let raw = raw.trim();
+    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_serve_on_localhost_with_sqlite() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.public_url, "http://localhost:8080");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url_redacted(), DEFAULT_DATABASE_URL);
+        assert_eq!(c.broker_url, "https://broker.portier.io");
+        assert_eq!(c.purge_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn public_url_is_normalized_to_an_origin() {
+        let c = config(&[("PUBLIC_URL", "HTTPS://Club.Example.org:443/")]).unwrap();
+        assert_eq!(c.public_url, "https://club.example.org");
+        let c = config(&[("PUBLIC_URL", "http://localhost:80")]).unwrap();
+        assert_eq!(c.public_url, "http://localhost");
+    }
+
+    #[test]
+    fn public_url_with_a_path_is_refused_naming_the_variable() {
+        let e = config(&[("PUBLIC_URL", "https://example.org/club")]).unwrap_err();
+        assert_eq!(e.name, "PUBLIC_URL");
+        assert!(e.to_string().contains("without a path"), "{e}");
+        let e = config(&[("PUBLIC_URL", "ftp://example.org")]).unwrap_err();
+        assert_eq!(e.name, "PUBLIC_URL");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("LISTEN_ADDR", "localhost"),
+            ("DATABASE_URL", "mysql://x"),
+            ("PURGE_INTERVAL", "soon"),
+            ("SESSION_KEY", "short"),
+            ("ADMIN_EMAILS", "not-an-address"),
+            ("BROKER_URL", "broker.portier.io"),
+        ] {
+            let e = config(&[(name, value)]).unwrap_err();
+            assert_eq!(e.name, name, "{e}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let c = config(&[("DATABASE_URL", "postgres://u:hunter2@db/club")]).unwrap();
+        assert!(!c.database_url_redacted().contains("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5 weeks"), None);
+    }
+}

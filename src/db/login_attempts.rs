@@ -1,0 +1,78 @@
+//! The `login_attempts` table: sign-ins started and not yet finished.
+
+use sqlx::{Any, Executor, FromRow};
+
+/// A started sign-in, as stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct LoginAttempt {
+    /// The random value the broker must echo in the token.
+    pub nonce: String,
+    /// The address as sent to the broker.
+    pub email: String,
+    /// Where to go after signing in (a local path).
+    pub next_path: String,
+    /// When it was started (unix seconds).
+    pub created_at: i64,
+    /// When it stops being usable (unix seconds).
+    pub expires_at: i64,
+}
+
+/// Stores a new attempt.
+pub async fn insert<'c>(
+    db: impl Executor<'c, Database = Any>,
+    attempt: &LoginAttempt,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_attempts (nonce, email, next_path, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&attempt.nonce)
+    .bind(&attempt.email)
+    .bind(&attempt.next_path)
+    .bind(attempt.created_at)
+    .bind(attempt.expires_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Removes the attempt with this nonce and returns it, in one statement, so that two requests
+/// carrying the same nonce can never both get it. The caller checks expiry and address.
+pub async fn take<'c>(
+    db: impl Executor<'c, Database = Any>,
+    nonce: &str,
+) -> Result<Option<LoginAttempt>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM login_attempts WHERE nonce = $1 \
+         RETURNING nonce, email, next_path, created_at, expires_at",
+    )
+    .bind(nonce)
+    .fetch_optional(db)
+    .await
+}
+
+/// Deletes up to `limit` attempts that expired before `now`; returns how many.
+pub async fn delete_expired<'c>(
+    db: impl Executor<'c, Database = Any>,
+    now: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    // A bounded batch keeps each write transaction short; instances running this at the same
+    // time simply delete disjoint or already-deleted rows.
+    let done = sqlx::query(
+        "DELETE FROM login_attempts WHERE nonce IN \
+         (SELECT nonce FROM login_attempts WHERE expires_at < $1 LIMIT $2)",
+    )
+    .bind(now)
+    .bind(limit)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// How many attempts are stored (expired or not).
+pub async fn count<'c>(db: impl Executor<'c, Database = Any>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
+        .fetch_one(db)
+        .await
+}

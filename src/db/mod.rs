@@ -1,0 +1,81 @@
+//! Everything that speaks SQL. Each submodule holds small async functions for one family of
+//! tables; they take an executor so that callers can group them in a transaction.
+//!
+//! One SQL text serves SQLite and Postgres through sqlx's `Any` driver: `$1` placeholders,
+//! TEXT ids and BIGINT unix-second times.
+
+pub mod login_attempts;
+pub mod members;
+pub mod sessions;
+pub mod settings;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+/// The pool every request uses.
+pub type Pool = AnyPool;
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which engine a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A file (or memory) database through SQLite.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine named by a `DATABASE_URL`.
+    pub fn of_url(url: &str) -> Engine {
+        if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        }
+    }
+}
+
+/// Opens a pool on `url`. SQLite connections get WAL, a busy timeout and foreign keys.
+pub async fn connect(url: &SecretString) -> Result<Pool, sqlx::Error> {
+    install_default_drivers();
+    let url = url.expose_secret();
+    let engine = Engine::of_url(url);
+    let options = AnyPoolOptions::new()
+        // SQLite has one writer; more connections only add lock hand-offs.
+        .max_connections(if engine == Engine::Sqlite { 4 } else { 10 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if engine == Engine::Sqlite {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        });
+    options.connect(url).await
+}
+
+/// Applies the migrations that have not run yet.
+pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// The current time as unix seconds, the unit of every time column.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Whether an error is a unique-constraint violation (on either engine).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}

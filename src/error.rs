@@ -1,0 +1,278 @@
+//! The one error type of the HTTP edge, and the friendly pages every error becomes.
+//!
+//! A handler returns [`AppError`]; its `error_response` sets the status and attaches an
+//! [`ErrorDetails`] to the response. The [`render_error_pages`] middleware then renders the
+//! page inside the site's frame, for `AppError`s and for actix-web's own errors (bad forms,
+//! unknown routes, too-large bodies) alike. Unexpected failures are logged with their whole
+//! cause chain and a short reference that the page shows, so a report can be matched to a log.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpResponse, ResponseError, web};
+use askama::Template;
+use rand::RngCore;
+
+use crate::portier::Rejection;
+use crate::templates::{ErrorPage, Site};
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request cannot be used as sent; the text says why.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// 303 to the sign-in page: the page needs a signed-in member; `next` brings them back.
+    #[error("sign-in required")]
+    SignInRequired {
+        /// The local path that was asked for.
+        next: String,
+    },
+    /// 403: the broker vouched for the address, but its membership is not active.
+    #[error("membership not active ({status})")]
+    NotAdmitted {
+        /// The member's status.
+        status: String,
+    },
+    /// 404: no such page.
+    #[error("not found")]
+    NotFound,
+    /// 400: the broker's answer did not sign the visitor in (bad, replayed or expired token).
+    #[error("sign-in refused: {0}")]
+    SignInRefused(Rejection),
+    /// 400: the broker reported an error instead of a token; the text is the broker's.
+    #[error("the broker reported an error: {0}")]
+    BrokerReported(String),
+    /// 503: the broker could not be reached or gave unusable answers.
+    #[error("the sign-in service is unavailable")]
+    BrokerUnavailable(#[source] anyhow::Error),
+    /// 500: anything unexpected (database failures and the like).
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl AppError {
+    /// Wraps any unexpected failure.
+    pub fn internal(e: impl Into<anyhow::Error>) -> AppError {
+        AppError::Internal(e.into())
+    }
+}
+
+/// What an error page says. Attached to error responses as an extension.
+#[derive(Debug, Clone)]
+pub struct ErrorDetails {
+    /// The page's heading.
+    pub title: String,
+    /// What happened and what to do, in a sentence or two.
+    pub message: String,
+    /// A short id that is also in the log, for unexpected failures.
+    pub reference: Option<String>,
+    /// Whether to offer "start again" (sign-in problems).
+    pub offer_sign_in: bool,
+}
+
+fn reference() -> String {
+    let mut raw = [0u8; 4];
+    rand::rng().fill_bytes(&mut raw);
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) | AppError::SignInRefused(_) | AppError::BrokerReported(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            AppError::SignInRequired { .. } => StatusCode::SEE_OTHER,
+            AppError::NotAdmitted { .. } => StatusCode::FORBIDDEN,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let details = match self {
+            AppError::SignInRequired { next } => {
+                let location = format!(
+                    "/?{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("next", next)
+                        .finish()
+                );
+                return HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, location))
+                    .finish();
+            }
+            AppError::NotAdmitted { status } => {
+                tracing::info!(%status, "sign-in of a member who is not active");
+                ErrorDetails {
+                    title: "Your membership is not active".into(),
+                    message: format!(
+                        "Your address was confirmed, but your membership is {status}. \
+                         Please contact the site's owner."
+                    ),
+                    reference: None,
+                    offer_sign_in: false,
+                }
+            }
+            AppError::BadRequest(why) => ErrorDetails {
+                title: "That request could not be used".into(),
+                message: why.clone(),
+                reference: None,
+                offer_sign_in: false,
+            },
+            AppError::NotFound => ErrorDetails {
+                title: "Page not found".into(),
+                message: "There is no page at this address. Check the link, or go back to the \
+                          front page."
+                    .into(),
+                reference: None,
+                offer_sign_in: false,
+            },
+            AppError::SignInRefused(reason) => {
+                tracing::info!(reason = ?reason, "sign-in refused");
+                ErrorDetails {
+                    title: "Sign-in did not work".into(),
+                    message: refusal_message(reason).into(),
+                    reference: None,
+                    offer_sign_in: true,
+                }
+            }
+            AppError::BrokerReported(description) => {
+                tracing::info!(%description, "the broker reported an error");
+                ErrorDetails {
+                    title: "Sign-in did not work".into(),
+                    message: format!("The sign-in service said: {description}"),
+                    reference: None,
+                    offer_sign_in: true,
+                }
+            }
+            AppError::BrokerUnavailable(e) => {
+                let reference = reference();
+                tracing::warn!(%reference, error = format!("{e:#}"), "broker unavailable");
+                ErrorDetails {
+                    title: "The sign-in service is not answering".into(),
+                    message: "We could not reach the service that checks email addresses. \
+                              Please try again in a minute."
+                        .into(),
+                    reference: Some(reference),
+                    offer_sign_in: true,
+                }
+            }
+            AppError::Internal(e) => {
+                let reference = reference();
+                tracing::error!(%reference, error = format!("{e:#}"), "request failed");
+                ErrorDetails {
+                    title: "Something went wrong on our side".into(),
+                    message: "The page could not be shown. Please try again; if it keeps \
+                              happening, tell the site's owner the reference below."
+                        .into(),
+                    reference: Some(reference),
+                    offer_sign_in: false,
+                }
+            }
+        };
+        let mut response = HttpResponse::new(self.status_code());
+        response.extensions_mut().insert(details);
+        response
+    }
+}
+
+/// The text shown for each refusal. Deliberately plain: the exact reason is in the log.
+fn refusal_message(reason: &Rejection) -> &'static str {
+    match reason {
+        Rejection::UnknownNonce => {
+            "This sign-in link was already used, or it does not belong to a sign-in started here. \
+             If you are signed in elsewhere, you are fine; otherwise please start again."
+        }
+        Rejection::ExpiredNonce | Rejection::Expired => {
+            "This sign-in took too long and has expired. Please start again."
+        }
+        Rejection::EmailMismatch => {
+            "The address that was confirmed is not the one this sign-in was started with. \
+             Please start again."
+        }
+        _ => "The confirmation from the sign-in service could not be verified. Please start again.",
+    }
+}
+
+fn default_details(status: StatusCode) -> ErrorDetails {
+    let (title, message) = match status.as_u16() {
+        404 => (
+            "Page not found",
+            "There is no page at this address. Check the link, or go back to the front page.",
+        ),
+        405 => (
+            "That did not work",
+            "This address does not accept that kind of request.",
+        ),
+        413 => (
+            "Too much data",
+            "The form sent more data than this site accepts.",
+        ),
+        400..=499 => (
+            "That request could not be used",
+            "The form or address was not in a form this site understands. Please go back and try again.",
+        ),
+        _ => (
+            "Something went wrong on our side",
+            "The page could not be shown. Please try again in a moment.",
+        ),
+    };
+    ErrorDetails {
+        title: title.into(),
+        message: message.into(),
+        reference: None,
+        offer_sign_in: false,
+    }
+}
+
+/// Middleware handler (for `ErrorHandlers::default_handler`): gives every 4xx and 5xx response
+/// that is not already a page the site's friendly error page.
+pub fn render_error_pages<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let details = res
+        .response()
+        .extensions()
+        .get::<ErrorDetails>()
+        .cloned()
+        .unwrap_or_else(|| default_details(status));
+    let site = res
+        .request()
+        .app_data::<web::Data<Site>>()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_default();
+    let page = ErrorPage {
+        site,
+        title: details.title,
+        message: details.message,
+        reference: details.reference,
+        offer_sign_in: details.offer_sign_in,
+    };
+    let body = page.render().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "error page could not be rendered");
+        "An error occurred.".to_owned()
+    });
+    let (req, mut response) = res.into_parts();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    let response = response.set_body(BoxBody::new(body));
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body::<B>(),
+    ))
+}

@@ -1,0 +1,65 @@
+//! Background work: deleting expired login attempts and sessions.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::db::{self, Pool};
+
+/// Rows deleted per statement: keeps each write short so sign-ins are not held up.
+pub const PURGE_BATCH: i64 = 1000;
+
+/// What one purge removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired login attempts deleted.
+    pub login_attempts: u64,
+    /// Expired sessions deleted.
+    pub sessions: u64,
+}
+
+/// Deletes everything that expired before `now`, batch by batch. Several instances may run
+/// this on one database at the same time: each row is deleted once, by whoever gets it first.
+pub async fn purge_expired(pool: &Pool, now: i64) -> Result<Purged, sqlx::Error> {
+    let mut purged = Purged::default();
+    loop {
+        let n = db::login_attempts::delete_expired(pool, now, PURGE_BATCH).await?;
+        purged.login_attempts += n;
+        if n < PURGE_BATCH as u64 {
+            break;
+        }
+    }
+    loop {
+        let n = db::sessions::delete_expired(pool, now, PURGE_BATCH).await?;
+        purged.sessions += n;
+        if n < PURGE_BATCH as u64 {
+            break;
+        }
+    }
+    Ok(purged)
+}
+
+/// Runs [`purge_expired`] every `interval` until `stop` turns true.
+pub async fn run_purge(pool: Pool, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+        match purge_expired(&pool, db::now()).await {
+            Ok(p) if p == Purged::default() => tracing::debug!("purge: nothing expired"),
+            Ok(p) => tracing::info!(
+                login_attempts = p.login_attempts,
+                sessions = p.sessions,
+                "purged expired rows"
+            ),
+            Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
+        }
+    }
+    tracing::debug!("purge task stopped");
+}

@@ -1,0 +1,18 @@
+//! clubhouse: a small members-only website whose members sign in with Portier.
+//!
+//! Requests flow one way: `routes` (HTTP) call the domain modules (`members`, `portier`,
+//! `sessions`), which call `db` (SQL only). `templates` render pages; `jobs` purge.
+
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod error;
+pub mod jobs;
+pub mod members;
+pub mod portier;
+pub mod routes;
+pub mod safe_path;
+pub mod sessions;
+pub mod startup;
+pub mod telemetry;
+pub mod templates;

@@ -1,0 +1,170 @@
+//! The Portier relying party: start a sign-in at the broker, and finish it with the token the
+//! broker posts back. Used by the web routes and by the conformance adapter alike.
+
+pub mod broker;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use url::Url;
+
+use crate::db::{self, Pool, login_attempts::LoginAttempt};
+use crate::email::EmailAddress;
+pub use broker::{Broker, BrokerError};
+pub use token::{CheckError, Rejection};
+
+/// How long a started sign-in stays usable: the broker's own session lifetime.
+pub const ATTEMPT_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// This site as a Portier client.
+pub struct RelyingParty {
+    pool: Pool,
+    broker: Arc<Broker>,
+    client_id: String,
+    redirect_uri: String,
+}
+
+/// A sign-in that could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The broker's discovery document could not be had.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The broker published an authorization endpoint that is not a URL.
+    #[error("the broker's authorization_endpoint is not a URL: {0}")]
+    BadEndpoint(String),
+    /// The attempt could not be stored.
+    #[error("could not store the login attempt")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A sign-in that could not be finished.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The token or its sign-in is not acceptable.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The broker's keys could not be fetched.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The nonce could not be looked up.
+    #[error("could not look up the login attempt")]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<CheckError> for VerifyError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::Rejected(r) => VerifyError::Rejected(r),
+            CheckError::Broker(b) => VerifyError::Broker(b),
+        }
+    }
+}
+
+/// A finished sign-in: who, and where they wanted to go.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The address as the broker normalized it (the `email` claim).
+    pub email: EmailAddress,
+    /// The `email` claim exactly as the broker sent it.
+    pub email_claim: String,
+    /// The local path stored when the sign-in started.
+    pub next_path: String,
+}
+
+impl RelyingParty {
+    /// A relying party with origin `client_id` (our `PUBLIC_URL`) trusting `broker`.
+    pub fn new(pool: Pool, broker: Arc<Broker>, client_id: &str) -> RelyingParty {
+        RelyingParty {
+            pool,
+            broker,
+            client_id: client_id.to_owned(),
+            redirect_uri: format!("{client_id}/verify"),
+        }
+    }
+
+    /// The broker this site trusts.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stores a new attempt for `login_hint` (the address as the visitor typed it) and returns
+    /// the broker URL to send the visitor to. `next_path` must already be a safe local path.
+    pub async fn start(
+        &self,
+        client: &awc::Client,
+        login_hint: &str,
+        next_path: &str,
+        state: Option<&str>,
+    ) -> Result<Url, StartError> {
+        // Ask the broker first: if it is unreachable, nothing is stored.
+        let discovery = self.broker.discovery(client).await?;
+        let mut endpoint = Url::parse(&discovery.authorization_endpoint)
+            .map_err(|_| StartError::BadEndpoint(discovery.authorization_endpoint.clone()))?;
+
+        let mut raw = [0u8; 24];
+        rand::rng().fill_bytes(&mut raw);
+        let nonce = URL_SAFE_NO_PAD.encode(raw);
+        let now = db::now();
+        db::login_attempts::insert(
+            &self.pool,
+            &LoginAttempt {
+                nonce: nonce.clone(),
+                email: login_hint.to_owned(),
+                next_path: next_path.to_owned(),
+                created_at: now,
+                expires_at: now + ATTEMPT_TTL.as_secs() as i64,
+            },
+        )
+        .await?;
+
+        {
+            let mut query = endpoint.query_pairs_mut();
+            query
+                .append_pair("login_hint", login_hint)
+                .append_pair("scope", "openid email")
+                .append_pair("nonce", &nonce)
+                .append_pair("response_type", "id_token")
+                .append_pair("response_mode", "form_post")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", &self.redirect_uri);
+            if let Some(state) = state {
+                query.append_pair("state", state);
+            }
+        }
+        Ok(endpoint)
+    }
+
+    /// Checks `id_token` completely and consumes its nonce. Succeeds at most once per nonce,
+    /// however many requests carry the token at the same time.
+    pub async fn verify(
+        &self,
+        client: &awc::Client,
+        id_token: &str,
+    ) -> Result<Verified, VerifyError> {
+        let now = db::now();
+        let checked = token::check(&self.broker, client, &self.client_id, id_token, now).await?;
+        let attempt = db::login_attempts::take(&self.pool, &checked.nonce)
+            .await?
+            .ok_or(Rejection::UnknownNonce)?;
+        if attempt.expires_at <= now {
+            return Err(Rejection::ExpiredNonce.into());
+        }
+        // The nonce was issued for the address we sent; the broker echoes it in email_original
+        // (or, from brokers that do not normalize, in email itself).
+        let sent = checked.email_original.as_deref().unwrap_or(&checked.email);
+        if sent != attempt.email {
+            return Err(Rejection::EmailMismatch.into());
+        }
+        let email = EmailAddress::parse(&checked.email).map_err(|_| Rejection::BadEmail)?;
+        Ok(Verified {
+            email,
+            email_claim: checked.email,
+            next_path: attempt.next_path,
+        })
+    }
+}

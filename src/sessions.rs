@@ -1,0 +1,193 @@
+//! Server-side sessions: an actix-session store on the database, the cookie key, and a typed
+//! wrapper so handlers never touch string keys.
+
+use std::collections::HashMap;
+
+use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
+use actix_session::{Session, SessionExt};
+use actix_web::cookie::Key;
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use anyhow::anyhow;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use std::future::{Ready, ready};
+
+use crate::db::{self, Pool};
+
+/// Name of the session cookie.
+pub const COOKIE_NAME: &str = "clubhouse_session";
+const MEMBER_ID: &str = "member_id";
+const KEY_SETTING: &str = "session_cookie_key";
+
+/// Decodes a `SESSION_KEY` value: base64 of at least 64 random bytes.
+pub fn cookie_key_from_base64(encoded: &SecretString) -> Result<Key, String> {
+    let bytes = STANDARD
+        .decode(encoded.expose_secret().trim())
+        .map_err(|_| {
+            "expected base64 text; generate one with: openssl rand -base64 64".to_owned()
+        })?;
+    Key::try_from(bytes.as_slice()).map_err(|_| {
+        "expected at least 64 bytes once decoded; generate one with: openssl rand -base64 64"
+            .to_owned()
+    })
+}
+
+/// The cookie key: `SESSION_KEY` when set, otherwise the one stored in the database (created on
+/// the first start), so that sessions survive restarts and all instances agree.
+pub async fn cookie_key(configured: Option<&SecretString>, pool: &Pool) -> anyhow::Result<Key> {
+    if let Some(key) = configured {
+        return cookie_key_from_base64(key).map_err(|e| anyhow!("SESSION_KEY: {e}"));
+    }
+    let mut fresh = [0u8; 64];
+    rand::rng().fill_bytes(&mut fresh);
+    let stored = db::settings::get_or_insert(pool, KEY_SETTING, &STANDARD.encode(fresh)).await?;
+    cookie_key_from_base64(&SecretString::from(stored))
+        .map_err(|e| anyhow!("the session key stored in the database is damaged: {e}"))
+}
+
+/// Keeps session state in the `sessions` table. The cookie carries a random key; the table
+/// holds only its SHA-256, so a copy of the database does not hold usable cookies.
+#[derive(Clone)]
+pub struct DbSessionStore {
+    pool: Pool,
+}
+
+impl DbSessionStore {
+    /// A store on this pool.
+    pub fn new(pool: Pool) -> Self {
+        DbSessionStore { pool }
+    }
+}
+
+/// The table's id for a cookie's session key.
+pub fn session_id(key: &SessionKey) -> String {
+    hex(&Sha256::digest(key.as_ref().as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn member_of(state: &HashMap<String, String>) -> Option<String> {
+    state
+        .get(MEMBER_ID)
+        .and_then(|v| serde_json::from_str::<String>(v).ok())
+}
+
+fn expiry(ttl: &CookieDuration) -> (i64, i64) {
+    let now = db::now();
+    (now, now.saturating_add(ttl.whole_seconds()))
+}
+
+impl SessionStore for DbSessionStore {
+    async fn load(
+        &self,
+        session_key: &SessionKey,
+    ) -> Result<Option<HashMap<String, String>>, LoadError> {
+        let state = db::sessions::load(&self.pool, &session_id(session_key), db::now())
+            .await
+            .map_err(|e| LoadError::Other(e.into()))?;
+        state
+            .map(|s| serde_json::from_str(&s).map_err(|e| LoadError::Deserialization(e.into())))
+            .transpose()
+    }
+
+    async fn save(
+        &self,
+        session_state: HashMap<String, String>,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, SaveError> {
+        let state = serde_json::to_string(&session_state)
+            .map_err(|e| SaveError::Serialization(e.into()))?;
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let key = SessionKey::try_from(URL_SAFE_NO_PAD.encode(raw))
+            .map_err(|e| SaveError::Other(e.into()))?;
+        let (now, expires_at) = expiry(ttl);
+        db::sessions::insert(
+            &self.pool,
+            &session_id(&key),
+            member_of(&session_state).as_deref(),
+            &state,
+            now,
+            expires_at,
+        )
+        .await
+        .map_err(|e| SaveError::Other(e.into()))?;
+        Ok(key)
+    }
+
+    async fn update(
+        &self,
+        session_key: SessionKey,
+        session_state: HashMap<String, String>,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        let state = serde_json::to_string(&session_state)
+            .map_err(|e| UpdateError::Serialization(e.into()))?;
+        let (now, expires_at) = expiry(ttl);
+        // A session revoked or expired meanwhile stays gone: nothing is written back.
+        db::sessions::update(
+            &self.pool,
+            &session_id(&session_key),
+            member_of(&session_state).as_deref(),
+            &state,
+            now,
+            expires_at,
+        )
+        .await
+        .map_err(|e| UpdateError::Other(e.into()))?;
+        Ok(session_key)
+    }
+
+    async fn update_ttl(
+        &self,
+        session_key: &SessionKey,
+        ttl: &CookieDuration,
+    ) -> Result<(), anyhow::Error> {
+        let (now, expires_at) = expiry(ttl);
+        db::sessions::touch(&self.pool, &session_id(session_key), now, expires_at).await?;
+        Ok(())
+    }
+
+    async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
+        db::sessions::delete(&self.pool, &session_id(session_key)).await?;
+        Ok(())
+    }
+}
+
+/// The visitor's session, with typed accessors.
+pub struct MemberSession(Session);
+
+impl MemberSession {
+    /// The signed-in member's id, if any.
+    pub fn member_id(&self) -> Option<String> {
+        self.0.get::<String>(MEMBER_ID).ok().flatten()
+    }
+
+    /// Starts a signed-in session for `member_id` under a new session key, so that a session
+    /// id planted before sign-in is worthless afterwards.
+    pub fn sign_in(&self, member_id: &str) -> Result<(), actix_session::SessionInsertError> {
+        self.0.renew();
+        self.0.insert(MEMBER_ID, member_id)
+    }
+
+    /// Ends the session: the row is deleted and the cookie removed.
+    pub fn sign_out(&self) {
+        self.0.purge();
+    }
+}
+
+impl FromRequest for MemberSession {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(MemberSession(req.get_session())))
+    }
+}

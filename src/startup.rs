@@ -1,0 +1,158 @@
+//! Wiring: open the database, bind the listener, build the app, run it.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_session::SessionMiddleware;
+use actix_session::config::{CookieContentSecurity, PersistentSession};
+use actix_web::cookie::{SameSite, time::Duration as CookieDuration};
+use actix_web::dev::Server;
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::error::{AppError, render_error_pages};
+use crate::portier::{Broker, RelyingParty};
+use crate::sessions::{self, DbSessionStore};
+use crate::templates::Site;
+use crate::{jobs, routes};
+
+/// Largest form body accepted (the id_token is the biggest field, under 8 KiB).
+const FORM_LIMIT: usize = 16 * 1024;
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: Pool,
+    config: Config,
+}
+
+impl Application {
+    /// Binds `LISTEN_ADDR`, then builds everything else.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .with_context(|| format!("LISTEN_ADDR: could not listen on {}", config.listen_addr))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    /// Builds the server on a listener the caller bound (tests bind port 0 first, so they know
+    /// the address before `PUBLIC_URL` is set).
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
+        // awc needs a rustls crypto provider; more than one may be compiled in, so choose.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let pool = db::connect(&config.database_url).await.with_context(|| {
+            format!(
+                "DATABASE_URL: could not open {}",
+                config.database_url_redacted()
+            )
+        })?;
+        db::migrate(&pool)
+            .await
+            .context("could not apply the database migrations")?;
+        let cookie_key = sessions::cookie_key(config.session_key.as_ref(), &pool)
+            .await
+            .context("could not load the session key")?;
+
+        let port = listener.local_addr()?.port();
+        let broker = Arc::new(Broker::new(
+            &config.broker_url,
+            config.broker_timeout,
+            config.key_refetch_cooldown,
+        ));
+        let rp = web::Data::new(RelyingParty::new(pool.clone(), broker, &config.public_url));
+        let site = web::Data::new(Site {
+            name: config.site_name.clone(),
+            signed_in: false,
+        });
+        let pool_data = web::Data::new(pool.clone());
+        let config_data = web::Data::new(config.clone());
+        let secure = config.is_https();
+        let session_ttl = CookieDuration::seconds(config.session_ttl.as_secs() as i64);
+        let broker_timeout = config.broker_timeout;
+
+        let server = HttpServer::new(move || {
+            // awc clients are per worker (not Send); the key cache they fill is shared.
+            let client = awc::Client::builder()
+                .timeout(broker_timeout)
+                .disable_redirects()
+                .connector(awc::Connector::new().timeout(broker_timeout))
+                .finish();
+            let session = SessionMiddleware::builder(
+                DbSessionStore::new(pool_data.get_ref().clone()),
+                cookie_key.clone(),
+            )
+            .cookie_name(sessions::COOKIE_NAME.to_owned())
+            .cookie_secure(secure)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Lax)
+            .cookie_content_security(CookieContentSecurity::Private)
+            .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
+            .build();
+            App::new()
+                .wrap(session)
+                .wrap(ErrorHandlers::new().default_handler(render_error_pages))
+                .wrap(TracingLogger::default())
+                .app_data(web::Data::new(client))
+                .app_data(rp.clone())
+                .app_data(site.clone())
+                .app_data(pool_data.clone())
+                .app_data(config_data.clone())
+                .app_data(web::FormConfig::default().limit(FORM_LIMIT).error_handler(
+                    |err, _req| {
+                        AppError::BadRequest(format!("The form could not be read: {err}.")).into()
+                    },
+                ))
+                .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+                    AppError::BadRequest(format!("The address could not be read: {err}.")).into()
+                }))
+                .configure(routes::configure)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(AppError::NotFound)
+                }))
+        })
+        .listen(listener)?
+        .run();
+
+        Ok(Application {
+            port,
+            server,
+            pool,
+            config,
+        })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to the database pool (tests use it to look behind the scenes).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM), with the purge task alongside;
+    /// then stops the task and closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let purge = tokio::spawn(jobs::run_purge(
+            self.pool.clone(),
+            self.config.purge_interval,
+            stop_rx,
+        ));
+        let result = self.server.await;
+        let _ = stop_tx.send(true);
+        let _ = purge.await;
+        self.pool.close().await;
+        result
+    }
+}

@@ -1,0 +1,217 @@
+//! A Portier broker for tests: discovery, a key set, and tokens signed with a test key.
+//!
+//! It behaves as the real broker does towards a relying party: its discovery document sends
+//! visitors to an authorization endpoint on another host name, its key set lists an Ed25519
+//! key before the RSA one, and it counts how often each document is fetched. Instead of
+//! emailing a link, tests mint the token the broker would post back (see `helpers`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256, RSA_PKCS1_SHA384};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+/// An RSA key with its public JWK.
+pub struct TestKey {
+    pair: KeyPair,
+    /// The key id the broker publishes it under.
+    pub kid: String,
+}
+
+impl TestKey {
+    fn generate(kid: &str) -> TestKey {
+        TestKey {
+            pair: KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"),
+            kid: kid.to_owned(),
+        }
+    }
+
+    /// The public key as the broker publishes it.
+    pub fn jwk(&self) -> Value {
+        let public = self.pair.public_key();
+        json!({
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": self.kid,
+            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
+        })
+    }
+
+    /// The DER of the public key (what an attacker would use as an HMAC secret).
+    pub fn public_der(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
+    fn sign_rsa(&self, sha384: bool, input: &[u8]) -> Vec<u8> {
+        let mut sig = vec![0; self.pair.public_modulus_len()];
+        let alg = if sha384 {
+            &RSA_PKCS1_SHA384
+        } else {
+            &RSA_PKCS1_SHA256
+        };
+        self.pair
+            .sign(alg, &SystemRandom::new(), input, &mut sig)
+            .expect("RSA signing");
+        sig
+    }
+}
+
+/// The key the test broker signs with; generated once per test process.
+pub static BROKER_KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("test-key-1"));
+/// A key nobody publishes, for forged signatures.
+pub static FORGER_KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("test-key-1"));
+
+fn b64json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("json"))
+}
+
+/// How to sign a token.
+pub enum Signature<'a> {
+    /// RS256 with this key (the normal case).
+    Rs256(&'a TestKey),
+    /// RSASSA with SHA-384, for a header that says RS384.
+    Rs384(&'a TestKey),
+    /// HMAC-SHA256 with these bytes as the secret.
+    Hs256(&'a [u8]),
+    /// No signature at all (`alg: none`).
+    None,
+}
+
+/// Builds a compact JWT from any header and claims.
+pub fn sign(header: &Value, claims: &Value, signature: Signature<'_>) -> String {
+    let input = format!("{}.{}", b64json(header), b64json(claims));
+    let sig = match signature {
+        Signature::Rs256(key) => key.sign_rsa(false, input.as_bytes()),
+        Signature::Rs384(key) => key.sign_rsa(true, input.as_bytes()),
+        Signature::Hs256(secret) => {
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+            aws_lc_rs::hmac::sign(&key, input.as_bytes())
+                .as_ref()
+                .to_vec()
+        }
+        Signature::None => Vec::new(),
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// A running test broker.
+pub struct TestBroker {
+    /// Its origin, which is also the `iss` of its tokens.
+    pub origin: String,
+    /// Where its discovery document sends visitors (another host name, same server).
+    pub authorization_endpoint: String,
+    /// How often discovery was fetched.
+    pub discovery_fetches: Arc<AtomicUsize>,
+    /// How often the key set was fetched.
+    pub key_fetches: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct BrokerState {
+    discovery: Value,
+    keys: Value,
+    discovery_fetches: Arc<AtomicUsize>,
+    key_fetches: Arc<AtomicUsize>,
+}
+
+impl TestBroker {
+    /// Starts a broker on `host` (an IP literal, e.g. `127.0.0.1` or `::1`), port 0.
+    pub fn start(host: &str) -> TestBroker {
+        let listener = std::net::TcpListener::bind((host, 0)).expect("bind test broker");
+        let port = listener.local_addr().expect("broker address").port();
+        let origin = if host.contains(':') {
+            format!("http://[{host}]:{port}")
+        } else {
+            format!("http://{host}:{port}")
+        };
+        let authorization_endpoint = format!("http://localhost:{port}/auth");
+        let state = BrokerState {
+            discovery: json!({
+                "issuer": origin,
+                "authorization_endpoint": authorization_endpoint,
+                "jwks_uri": format!("{origin}/keys.json"),
+                "scopes_supported": ["openid", "email"],
+                "response_types_supported": ["id_token"],
+                "response_modes_supported": ["form_post"],
+                "id_token_signing_alg_values_supported": ["EdDSA", "RS256"],
+            }),
+            keys: json!({ "keys": [
+                // Brokers with EdDSA enabled list Ed25519 keys first.
+                { "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+                  "kid": "ed-key", "x": URL_SAFE_NO_PAD.encode([7u8; 32]) },
+                BROKER_KEY.jwk(),
+            ]}),
+            discovery_fetches: Arc::new(AtomicUsize::new(0)),
+            key_fetches: Arc::new(AtomicUsize::new(0)),
+        };
+        let broker = TestBroker {
+            origin,
+            authorization_endpoint,
+            discovery_fetches: state.discovery_fetches.clone(),
+            key_fetches: state.key_fetches.clone(),
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(|s: web::Data<BrokerState>| async move {
+                        s.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+                        HttpResponse::Ok()
+                            .insert_header(("Cache-Control", "public, max-age=604800, s-maxage=0"))
+                            .json(&s.discovery)
+                    }),
+                )
+                .route(
+                    "/keys.json",
+                    web::get().to(|s: web::Data<BrokerState>| async move {
+                        s.key_fetches.fetch_add(1, Ordering::SeqCst);
+                        HttpResponse::Ok()
+                            .insert_header(("Cache-Control", "public, max-age=86400, s-maxage=0"))
+                            .json(&s.keys)
+                    }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen test broker")
+        .run();
+        actix_web::rt::spawn(server);
+        broker
+    }
+
+    /// The claims the broker would put in a token for this sign-in.
+    pub fn claims(&self, client_id: &str, nonce: &str, email: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({
+            "iss": self.origin,
+            "aud": client_id,
+            "exp": now + 600,
+            "iat": now,
+            "auth_time": now,
+            "nonce": nonce,
+            "email": email,
+            "email_original": email,
+            "email_verified": true,
+            "sub": email,
+        })
+    }
+
+    /// A token as the broker would sign it.
+    pub fn token(&self, claims: &Value) -> String {
+        sign(&rs256_header(), claims, Signature::Rs256(&BROKER_KEY))
+    }
+}
+
+/// The header of the broker's tokens.
+pub fn rs256_header() -> Value {
+    json!({ "alg": "RS256", "typ": "JWT", "kid": BROKER_KEY.kid })
+}

@@ -1,0 +1,406 @@
+//! Test support: a fresh database per test, the server on port 0, a browser-like client.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use clubhouse::config::Config;
+use clubhouse::db::Pool;
+use clubhouse::startup::Application;
+use sqlx::{Connection, Executor, PgConnection};
+
+use crate::broker::TestBroker;
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        clubhouse::telemetry::init();
+    }
+});
+
+/// A database that exists for one test: a temporary SQLite file, or a new Postgres database
+/// when `TEST_DATABASE_URL` is set. Removed when dropped.
+pub struct TestDb {
+    /// The URL the app is given.
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDb {
+    /// Creates the database.
+    pub async fn new() -> TestDb {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(admin_url) if !admin_url.is_empty() => {
+                let name = format!("clubhouse_test_{id}");
+                let mut conn = PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+                    .await
+                    .expect("create test database");
+                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                TestDb {
+                    url: url.to_string(),
+                    cleanup: Cleanup::Postgres { admin_url, name },
+                }
+            }
+            _ => {
+                let path = std::env::temp_dir().join(format!("clubhouse-test-{id}.db"));
+                TestDb {
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    cleanup: Cleanup::Sqlite(path),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                // Drop runs inside the test's runtime, which cannot be blocked on: use a
+                // thread with a runtime of its own.
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async {
+                        if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                            let _ = conn
+                                .execute(sqlx::AssertSqlSafe(format!(
+                                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                                )))
+                                .await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// A running app with its own database and broker.
+pub struct TestApp {
+    /// Where the server listens, e.g. `http://127.0.0.1:41234`.
+    pub address: String,
+    /// Its `PUBLIC_URL` (the Portier client_id).
+    pub public_url: String,
+    /// The app's database, for looking behind the scenes.
+    pub pool: Pool,
+    /// The broker it trusts.
+    pub broker: TestBroker,
+    /// Kept so the database lives as long as the app.
+    pub db: TestDb,
+}
+
+/// Extra settings for [`spawn_app_with`].
+pub type Settings<'a> = &'a [(&'a str, &'a str)];
+
+/// Spawns the app with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Spawns the app with a fresh database and broker; `settings` override the defaults.
+pub async fn spawn_app_with(settings: Settings<'_>) -> TestApp {
+    let db = TestDb::new().await;
+    let broker = TestBroker::start("127.0.0.1");
+    let broker_url = broker.origin.clone();
+    spawn_app_on(db, broker, &[("BROKER_URL", &broker_url)], settings).await
+}
+
+/// Spawns the app on an existing database and broker.
+pub async fn spawn_app_on(
+    db: TestDb,
+    broker: TestBroker,
+    base: Settings<'_>,
+    settings: Settings<'_>,
+) -> TestApp {
+    LazyLock::force(&TRACING);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind app");
+    let port = listener.local_addr().expect("app address").port();
+    let public_url = format!("http://localhost:{port}");
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("PUBLIC_URL".into(), public_url.clone()),
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("BROKER_URL".into(), broker.origin.clone()),
+        ("BROKER_TIMEOUT".into(), "5s".into()),
+    ]);
+    for (k, v) in base.iter().chain(settings) {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+    let app = Application::build_with_listener(config, listener)
+        .await
+        .expect("build app");
+    let pool = app.pool().clone();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        public_url,
+        pool,
+        broker,
+        db,
+    }
+}
+
+/// A response, read whole.
+pub struct Page {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: actix_web::http::header::HeaderMap,
+    /// The body as text.
+    pub body: String,
+}
+
+impl Page {
+    /// The `Location` header.
+    pub fn location(&self) -> String {
+        self.headers
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Asserts a 303 to `location`.
+    #[track_caller]
+    pub fn assert_redirect_to(&self, location: &str) {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "body: {}", self.body);
+        assert_eq!(self.location(), location);
+    }
+}
+
+struct StoredCookie {
+    value: String,
+    same_site: Option<SameSite>,
+}
+
+/// A browser: keeps cookies like one, and can send the broker's cross-site form POST.
+pub struct Browser {
+    client: awc::Client,
+    base: String,
+    jar: RefCell<HashMap<String, StoredCookie>>,
+}
+
+impl Browser {
+    /// A browser with an empty cookie jar, talking to `base`.
+    pub fn new(base: &str) -> Browser {
+        Browser {
+            client: awc::Client::builder().disable_redirects().finish(),
+            base: base.to_owned(),
+            jar: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn cookie_header(&self, cross_site: bool) -> Option<String> {
+        let jar = self.jar.borrow();
+        let pairs: Vec<String> = jar
+            .iter()
+            // A cross-site POST carries only SameSite=None cookies.
+            .filter(|(_, c)| !cross_site || c.same_site == Some(SameSite::None))
+            .map(|(name, c)| format!("{name}={}", c.value))
+            .collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    fn store_cookies(&self, headers: &actix_web::http::header::HeaderMap) {
+        let mut jar = self.jar.borrow_mut();
+        for value in headers.get_all("set-cookie") {
+            let Ok(text) = value.to_str() else { continue };
+            let Ok(cookie) = Cookie::parse(text.to_owned()) else {
+                continue;
+            };
+            let expired = cookie
+                .max_age()
+                .is_some_and(|age| age.is_zero() || age.is_negative())
+                || cookie
+                    .expires_datetime()
+                    .is_some_and(|at| at < actix_web::cookie::time::OffsetDateTime::now_utc());
+            if expired {
+                jar.remove(cookie.name());
+            } else {
+                jar.insert(
+                    cookie.name().to_owned(),
+                    StoredCookie {
+                        value: cookie.value().to_owned(),
+                        same_site: cookie.same_site(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The value of a cookie, if the browser holds it.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.borrow().get(name).map(|c| c.value.clone())
+    }
+
+    /// Sets a cookie by hand (as an attacker might plant one).
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.jar.borrow_mut().insert(
+            name.to_owned(),
+            StoredCookie {
+                value: value.to_owned(),
+                same_site: Some(SameSite::Lax),
+            },
+        );
+    }
+
+    async fn read<S>(&self, mut response: awc::ClientResponse<S>) -> Page
+    where
+        S: futures_core::Stream<
+                Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>,
+            > + Unpin,
+    {
+        self.store_cookies(response.headers());
+        let body = response.body().limit(4 << 20).await.expect("read body");
+        Page {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// `GET path` with the browser's cookies.
+    pub async fn get(&self, path: &str) -> Page {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(cookies) = self.cookie_header(false) {
+            req = req.insert_header(("cookie", cookies));
+        }
+        let res = req.send().await.expect("GET");
+        self.read(res).await
+    }
+
+    /// A same-site form POST (the visitor submits one of our forms).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .insert_header(("origin", self.base.as_str()));
+        if let Some(cookies) = self.cookie_header(false) {
+            req = req.insert_header(("cookie", cookies));
+        }
+        let res = req.send_form(&fields).await.expect("POST");
+        self.read(res).await
+    }
+
+    /// The broker's auto-submitted form: a cross-site POST from a sandboxed page, so
+    /// `Origin: null` and no SameSite=Lax/Strict cookies.
+    pub async fn post_from_broker(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .insert_header(("origin", "null"));
+        if let Some(cookies) = self.cookie_header(true) {
+            req = req.insert_header(("cookie", cookies));
+        }
+        let res = req.send_form(&fields).await.expect("POST");
+        self.read(res).await
+    }
+
+    /// A POST with a raw body and content type, for malformed input.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .insert_header(("content-type", content_type))
+            .send_body(body)
+            .await
+            .expect("POST");
+        self.read(res).await
+    }
+}
+
+/// The broker URL `POST /login` sent the browser to, taken apart.
+pub struct AuthRequest {
+    /// The whole URL.
+    pub url: url::Url,
+    /// Its query parameters.
+    pub params: HashMap<String, String>,
+}
+
+impl AuthRequest {
+    /// One parameter (empty if absent).
+    pub fn param(&self, name: &str) -> String {
+        self.params.get(name).cloned().unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// A new browser for this app.
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.address)
+    }
+
+    /// Submits the sign-in form and returns the broker request it leads to.
+    pub async fn start_login(
+        &self,
+        browser: &Browser,
+        email: &str,
+        next: Option<&str>,
+    ) -> AuthRequest {
+        let mut fields = vec![("email", email)];
+        if let Some(next) = next {
+            fields.push(("next", next));
+        }
+        let page = browser.post_form("/login", &fields).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "login: {}", page.body);
+        let url = url::Url::parse(&page.location()).expect("auth URL");
+        let params = url.query_pairs().into_owned().collect();
+        AuthRequest { url, params }
+    }
+
+    /// The token the broker would post back for this request.
+    pub fn token_for(&self, auth: &AuthRequest) -> String {
+        let claims = self.broker.claims(
+            &self.public_url,
+            &auth.param("nonce"),
+            &auth.param("login_hint"),
+        );
+        self.broker.token(&claims)
+    }
+
+    /// Posts a token to `/verify` as the broker's page does.
+    pub async fn post_token(&self, browser: &Browser, token: &str) -> Page {
+        browser
+            .post_from_broker("/verify", &[("id_token", token), ("state", "")])
+            .await
+    }
+
+    /// Signs `email` in through the whole flow; returns the answer to `/verify`.
+    pub async fn sign_in(&self, browser: &Browser, email: &str) -> Page {
+        let auth = self.start_login(browser, email, None).await;
+        let token = self.token_for(&auth);
+        self.post_token(browser, &token).await
+    }
+
+    /// Runs one SQL count.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: the real server on port 0, a fresh database per test (SQLite, or Postgres
+//! when TEST_DATABASE_URL is set), and a test broker that signs tokens with a test key.
+
+mod adapter;
+mod broker;
+mod conformance;
+mod helpers;
+mod login;
+mod purge;
