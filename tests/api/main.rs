@@ -7,3 +7,4 @@ mod conformance;
 mod helpers;
 mod login;
 mod purge;
+mod real_broker;

@@ -1,0 +1,320 @@
+//! A real sign-in through the real broker (`portier_broker` from crates.io) on loopback, with
+//! its email captured and the code in it used as a person would.
+//!
+//! Needs the `portier-broker` binary (`cargo install portier_broker --locked`) and its source
+//! folder (for the templates it reads at run time; cargo keeps it in its registry). Without
+//! them the test says so and passes, unless `CLUBHOUSE_REQUIRE_REAL_BROKER` is set, as CI does.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Browser, TestDb, spawn_app_on};
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+}
+
+fn broker_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("PORTIER_BROKER_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    let installed = cargo_home()?.join("bin").join("portier-broker");
+    installed.exists().then_some(installed)
+}
+
+/// The newest `portier_broker-*` source folder in cargo's registry.
+fn broker_data_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PORTIER_BROKER_DATA_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let mut found = Vec::new();
+    for index in std::fs::read_dir(cargo_home()?.join("registry").join("src")).ok()? {
+        let Ok(index) = index else { continue };
+        for entry in std::fs::read_dir(index.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("portier_broker-") && entry.path().join("tmpl").is_dir() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found.pop()
+}
+
+struct RealBroker {
+    origin: String,
+    mail_dir: PathBuf,
+    log: PathBuf,
+    _child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for RealBroker {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl RealBroker {
+    async fn start(bin: &Path, data_dir: &Path) -> RealBroker {
+        let dir = std::env::temp_dir().join(format!("clubhouse-broker-{}", uuid::Uuid::new_v4()));
+        let mail_dir = dir.join("mail");
+        std::fs::create_dir_all(&mail_dir).unwrap();
+        // The broker hands each message to this "sendmail" on standard input.
+        let sendmail = dir.join("sendmail.sh");
+        std::fs::write(
+            &sendmail,
+            format!(
+                "#!/bin/sh\ncat > \"{}/$$.eml.tmp\" && mv \"{}/$$.eml.tmp\" \"{}/$$.eml\"\n",
+                mail_dir.display(),
+                mail_dir.display(),
+                mail_dir.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sendmail, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let origin = format!("http://127.0.0.1:{port}");
+        let config = dir.join("broker.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen_ip = "127.0.0.1"
+listen_port = {port}
+public_url = "{origin}"
+from_address = "portier@broker.test"
+memory_storage = true
+data_dir = "{data}"
+sendmail_command = "{sendmail}"
+limits = ["ip:1000/s"]
+device_cookie_ttl = 0
+[domain_overrides]
+"example.com" = []
+"#,
+                data = data_dir.display(),
+                sendmail = sendmail.display(),
+            ),
+        )
+        .unwrap();
+        let log = dir.join("broker.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        // A clean environment: the broker reacts to PORT, REDIS_URL, SENDGRID_* and others.
+        let child = Command::new(bin)
+            .arg(&config)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", std::env::var_os("HOME").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start portier-broker");
+        let broker = RealBroker {
+            origin,
+            mail_dir,
+            log,
+            _child: child,
+            dir,
+        };
+        // Wait (bounded) until it answers discovery.
+        let client = awc::Client::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = format!("{}/.well-known/openid-configuration", broker.origin);
+            if let Ok(res) = client.get(url).send().await
+                && res.status().is_success()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start: {}",
+                broker.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        broker
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for the one email the broker sends and returns it decoded.
+    async fn wait_for_mail(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mail = std::fs::read_dir(&self.mail_dir)
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(".eml"));
+            if let Some(entry) = mail {
+                let raw = std::fs::read_to_string(entry.path()).unwrap();
+                std::fs::remove_file(entry.path()).unwrap();
+                return decode_quoted_printable(&raw);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no email from the broker: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Undoes quoted-printable: soft line breaks and `=XX` escapes.
+fn decode_quoted_printable(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'=' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let Some(v) = escaped {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `session` and `code` of the confirmation link in the email.
+fn confirmation(mail: &str, broker: &str) -> (String, String) {
+    let start = mail
+        .find(&format!("{broker}/confirm?"))
+        .unwrap_or_else(|| panic!("no confirmation link in the email:\n{mail}"));
+    let link: String = mail[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
+        .collect();
+    let url = url::Url::parse(&link.replace("&amp;", "&")).expect("confirmation link");
+    let get = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no {name} in {link}"))
+    };
+    (get("session"), get("code"))
+}
+
+#[actix_web::test]
+async fn a_real_sign_in_through_the_real_broker() {
+    let (Some(bin), Some(data_dir)) = (broker_binary(), broker_data_dir()) else {
+        let required = std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_some();
+        let msg = "portier-broker is not installed (cargo install portier_broker --locked)";
+        assert!(!required, "{msg}, and CLUBHOUSE_REQUIRE_REAL_BROKER is set");
+        eprintln!("real_broker: skipped: {msg}");
+        return;
+    };
+    let broker = RealBroker::start(&bin, &data_dir).await;
+    eprintln!("real_broker: using {} at {}", bin.display(), broker.origin);
+
+    // Our site, trusting the real broker.
+    let db = TestDb::new().await;
+    let stand_in = crate::broker::TestBroker::start("127.0.0.1");
+    let app = spawn_app_on(db, stand_in, &[("BROKER_URL", &broker.origin)], &[]).await;
+    let browser = app.browser();
+    let auth = app
+        .start_login(&browser, "Alice@Example.com", Some("/members"))
+        .await;
+    assert!(
+        auth.url
+            .as_str()
+            .starts_with(&format!("{}/auth?", broker.origin))
+    );
+
+    // The broker's page, without JavaScript: ask for the email.
+    let client = awc::Client::builder().disable_redirects().finish();
+    let mut res = client
+        .get(auth.url.as_str())
+        .insert_header(("accept", "application/json"))
+        .send()
+        .await
+        .expect("GET /auth");
+    let body: Value = res.json().await.expect("auth answer");
+    assert_eq!(
+        body["result"],
+        "verification_code_sent",
+        "{body} {}",
+        broker.log_text()
+    );
+
+    // The person opens the email and confirms with the code in it.
+    let mail = broker.wait_for_mail().await;
+    let (session, code) = confirmation(&mail, &broker.origin);
+    let mut res = client
+        .post(format!("{}/confirm", broker.origin))
+        .insert_header(("accept", "application/json"))
+        .send_form(&[
+            ("session", session.as_str()),
+            ("code", code.as_str()),
+            ("device_ok", "1"),
+        ])
+        .await
+        .expect("POST /confirm");
+    assert_eq!(res.status(), StatusCode::OK, "{}", broker.log_text());
+    let body: Value = res.json().await.expect("confirm answer");
+    let token = body["id_token"].as_str().expect("an id_token").to_owned();
+
+    // A tampered copy (another address in the payload) is refused and burns nothing.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["email"] = Value::from("mallory@example.com");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap()),
+        parts[2]
+    );
+    let attacker = app.browser();
+    let page = app.post_token(&attacker, &tampered).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(attacker.cookie("clubhouse_session").is_none());
+
+    // The broker's page posts the real token back: signed in, on the page asked for.
+    app.post_token(&browser, &token)
+        .await
+        .assert_redirect_to("/members");
+    let members = browser.get("/members").await;
+    assert_eq!(members.status, StatusCode::OK);
+    assert!(
+        members.body.contains("alice@example.com"),
+        "{}",
+        members.body
+    );
+
+    // Replayed from another browser: refused, no second session.
+    let replayer = Browser::new(&app.address);
+    let page = app.post_token(&replayer, &token).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(replayer.cookie("clubhouse_session").is_none());
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
+}
