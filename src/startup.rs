@@ -100,7 +100,7 @@ impl Application {
             App::new()
                 .wrap(session)
                 .wrap(ErrorHandlers::new().default_handler(render_error_pages))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(web::Data::new(client))
                 .app_data(rp.clone())
                 .app_data(site.clone())

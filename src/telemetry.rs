@@ -14,3 +14,26 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// The request span for `TracingLogger`: the standard fields (request id, route, client IP,
+/// status). Unlike the default builder it adds no event for error responses: `AppError`
+/// already logs what matters at the right level, and the default would log the redirect to
+/// the sign-in page as an error, with the whole error value (and any backtrace) in the line.
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        tracing_actix_web::root_span!(level = tracing::Level::INFO, request)
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        let status = match outcome {
+            Ok(response) => response.status(),
+            Err(error) => error.as_response_error().status_code(),
+        };
+        span.record("http.status_code", status.as_u16());
+    }
+}

@@ -272,15 +272,19 @@ impl Broker {
             });
         }
         let ttl = cache_ttl(response.headers(), SystemTime::now());
-        let doc =
-            response
-                .json::<T>()
-                .limit(MAX_BODY)
-                .await
-                .map_err(|e| BrokerError::BadDocument {
-                    url: url.to_owned(),
-                    reason: e.to_string(),
-                })?;
+        // Parsed whatever the Content-Type says: some brokers label their JSON text/plain.
+        let body = response
+            .body()
+            .limit(MAX_BODY)
+            .await
+            .map_err(|e| BrokerError::BadDocument {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let doc = serde_json::from_slice::<T>(&body).map_err(|e| BrokerError::BadDocument {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
         Ok((doc, ttl))
     }
 }

@@ -64,7 +64,6 @@ pub struct LoginForm {
 }
 
 /// `POST /login`: checks the address, stores the attempt and sends the visitor to the broker.
-#[tracing::instrument(skip_all)]
 pub async fn login(
     form: web::Form<LoginForm>,
     rp: web::Data<RelyingParty>,
@@ -103,7 +102,6 @@ pub struct VerifyForm {
 
 /// `POST /verify`: the broker's answer. Arrives cross-site without our cookies; the nonce in
 /// the token is what ties it to a sign-in started here.
-#[tracing::instrument(skip_all)]
 pub async fn verify(
     form: web::Form<VerifyForm>,
     rp: web::Data<RelyingParty>,

@@ -173,9 +173,11 @@ impl TestBroker {
                     "/keys.json",
                     web::get().to(|s: web::Data<BrokerState>| async move {
                         s.key_fetches.fetch_add(1, Ordering::SeqCst);
+                        // Labelled text/plain, as the official conformance suite's broker does.
                         HttpResponse::Ok()
                             .insert_header(("Cache-Control", "public, max-age=86400, s-maxage=0"))
-                            .json(&s.keys)
+                            .content_type("text/plain; charset=utf-8")
+                            .body(s.keys.to_string())
                     }),
                 )
         })
