@@ -41,7 +41,9 @@ pub async fn purge_expired(pool: &Pool, now: i64) -> Result<Purged, sqlx::Error>
 
 /// Runs [`purge_expired`] every `interval` until `stop` turns true.
 pub async fn run_purge(pool: Pool, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
+    // The first run is one interval after start, not at start: start-up stays quick, and
+    // several instances started together do not all purge at once.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

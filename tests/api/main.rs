@@ -5,6 +5,7 @@ mod adapter;
 mod broker;
 mod conformance;
 mod helpers;
+mod keys;
 mod login;
 mod purge;
 mod real_broker;

@@ -1,0 +1,94 @@
+//! The broker's documents: fetched once for many requests, refetched on a new key id only
+//! after the cool-down, and a broker that does not answer does not hang sign-in.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use futures_util::future::join_all;
+use serde_json::json;
+
+use crate::broker::{BROKER_KEY, Signature, sign};
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[actix_web::test]
+async fn concurrent_first_requests_fetch_each_document_once() {
+    let app = &spawn_app().await;
+    let browsers: Vec<_> = (0..12).map(|_| app.browser()).collect();
+    // Twelve sign-ins started at once on a cold cache: one discovery fetch.
+    let starts = browsers.iter().enumerate().map(|(i, b)| async move {
+        (
+            b,
+            app.start_login(b, &format!("p{i}@example.com"), None).await,
+        )
+    });
+    let started = join_all(starts).await;
+    assert_eq!(app.broker.discovery_fetches.load(SeqCst), 1);
+    // Twelve tokens verified at once on a cold key cache: one key fetch.
+    let verifies = started
+        .iter()
+        .map(|(b, auth)| async move { app.post_token(b, &app.token_for(auth)).await });
+    for page in join_all(verifies).await {
+        page.assert_redirect_to("/members");
+    }
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 1);
+    assert_eq!(app.broker.discovery_fetches.load(SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn an_unknown_key_id_refetches_keys_only_after_the_cool_down() {
+    let app = spawn_app_with(&[("KEY_REFETCH_COOLDOWN", "2s")]).await;
+    app.sign_in(&app.browser(), "q@example.com")
+        .await
+        .assert_redirect_to("/members");
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 1);
+
+    let unknown_kid = || async {
+        let browser = app.browser();
+        let auth = app.start_login(&browser, "q@example.com", None).await;
+        let claims = app
+            .broker
+            .claims(&app.public_url, &auth.param("nonce"), "q@example.com");
+        let token = sign(
+            &json!({"alg": "RS256", "kid": "new-key"}),
+            &claims,
+            Signature::Rs256(&BROKER_KEY),
+        );
+        app.post_token(&browser, &token).await
+    };
+    // Within the cool-down: refused without asking the broker.
+    assert_eq!(unknown_kid().await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 1);
+    // After it: the broker is asked once (it may have rotated), then not again at once.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(unknown_kid().await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 2);
+    assert_eq!(unknown_kid().await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 2);
+}
+
+#[actix_web::test]
+async fn a_broker_that_accepts_but_never_answers_times_out_with_a_friendly_page() {
+    // Connections complete (the kernel's backlog) but nothing is ever read or written.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let app = spawn_app_with(&[("BROKER_URL", &url), ("BROKER_TIMEOUT", "2s")]).await;
+    let started = Instant::now();
+    let page = app
+        .browser()
+        .post_form("/login", &[("email", "r@example.com")])
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("not answering"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    drop(silent);
+}
