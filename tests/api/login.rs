@@ -263,11 +263,7 @@ async fn two_concurrent_posts_of_one_token_give_exactly_one_session() {
 #[actix_web::test]
 async fn an_unreachable_broker_gives_a_friendly_page_not_a_500() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let dead = format!("http://127.0.0.1:{port}");
     let app = spawn_app_with(&[("BROKER_URL", &dead), ("BROKER_TIMEOUT", "2s")]).await;
     let started = std::time::Instant::now();

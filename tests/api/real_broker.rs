@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Browser, TestDb, spawn_app_on};
+use crate::helpers::{Browser, TestDb, free_port, spawn_app_on};
 
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
@@ -88,11 +88,7 @@ impl RealBroker {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&sendmail, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let origin = format!("http://127.0.0.1:{port}");
         let config = dir.join("broker.toml");
         std::fs::write(
