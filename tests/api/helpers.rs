@@ -150,6 +150,8 @@ pub async fn spawn_app_on(
         vars.insert(k.to_string(), v.to_string());
     }
     let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+    // A test may set its own PUBLIC_URL (the client_id tokens must name).
+    let public_url = config.public_url.clone();
     let app = Application::build_with_listener(config, listener)
         .await
         .expect("build app");

@@ -68,6 +68,13 @@ async fn a_verified_visitor_becomes_a_member_and_reaches_the_members_page() {
     let page = app.sign_in(&browser, "Alice@Example.com").await;
     page.assert_redirect_to("/members");
     assert!(browser.cookie("clubhouse_session").is_some());
+    let set_cookie = session_cookie_header(&page);
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain http on localhost: {set_cookie}"
+    );
 
     let members = browser.get("/members").await;
     assert_eq!(members.status, StatusCode::OK);
@@ -356,4 +363,23 @@ async fn a_malformed_form_gets_a_friendly_400() {
         .await;
     assert!(page.status.is_client_error(), "{}", page.status);
     assert!(page.body.contains("<html"));
+}
+
+fn session_cookie_header(page: &crate::helpers::Page) -> String {
+    page.headers
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("clubhouse_session="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn session_cookies_are_secure_when_the_site_is_served_over_https() {
+    let app = spawn_app_with(&[("PUBLIC_URL", "https://club.example.org")]).await;
+    let page = app.sign_in(&app.browser(), "secure@example.com").await;
+    page.assert_redirect_to("/members");
+    let set_cookie = session_cookie_header(&page);
+    assert!(set_cookie.contains("Secure"), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
 }
