@@ -69,10 +69,3 @@ pub async fn delete_expired<'c>(
     .await?;
     Ok(done.rows_affected())
 }
-
-/// How many attempts are stored (expired or not).
-pub async fn count<'c>(db: impl Executor<'c, Database = Any>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
-        .fetch_one(db)
-        .await
-}

@@ -43,21 +43,6 @@ pub async fn find_by_id<'c>(
     .await
 }
 
-/// The member with this normalized address.
-pub async fn find_by_email<'c>(
-    db: impl Executor<'c, Database = Any>,
-    email: &str,
-) -> Result<Option<Member>, sqlx::Error> {
-    sqlx::query_as(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM members WHERE email = $1"
-    ))
-    .bind(email)
-    .fetch_optional(db)
-    .await
-}
-
 /// Records a sign-in: creates the member (active, with `role`) if the address is new, or
 /// updates the last sign-in time. An `admin` role is applied to existing members too; a
 /// `member` role never demotes anyone. Returns the row as it is afterwards.
@@ -81,11 +66,4 @@ pub async fn record_sign_in<'c>(
     .bind(new.created_at)
     .fetch_one(db)
     .await
-}
-
-/// Number of members, whatever their status.
-pub async fn count<'c>(db: impl Executor<'c, Database = Any>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM members")
-        .fetch_one(db)
-        .await
 }

@@ -74,8 +74,3 @@ pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
-
-/// Whether an error is a unique-constraint violation (on either engine).
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-}

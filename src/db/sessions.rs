@@ -105,16 +105,3 @@ pub async fn delete_expired<'c>(
     .await?;
     Ok(done.rows_affected())
 }
-
-/// Number of live sessions of a member.
-pub async fn count_for_member<'c>(
-    db: impl Executor<'c, Database = Any>,
-    member_id: &str,
-    now: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE member_id = $1 AND expires_at > $2")
-        .bind(member_id)
-        .bind(now)
-        .fetch_one(db)
-        .await
-}

@@ -6,7 +6,6 @@
 //! once per cool-down period (a broker restarted with in-memory keys has new ones).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,15 +92,6 @@ struct State {
     last_key_fetch: Option<Instant>,
 }
 
-/// Counts of fetches made, for tests and metrics.
-#[derive(Default, Debug)]
-pub struct FetchCounts {
-    /// Discovery documents fetched.
-    pub discovery: AtomicU64,
-    /// Key sets fetched.
-    pub keys: AtomicU64,
-}
-
 /// One trusted broker and what we know about it. Shared by all workers behind an `Arc`; each
 /// worker passes its own `awc::Client`, since clients cannot move between threads.
 pub struct Broker {
@@ -111,8 +101,6 @@ pub struct Broker {
     state: Mutex<State>,
     discovery_fetch: tokio::sync::Mutex<()>,
     keys_fetch: tokio::sync::Mutex<()>,
-    /// How many times each document was fetched.
-    pub fetches: FetchCounts,
 }
 
 impl Broker {
@@ -125,7 +113,6 @@ impl Broker {
             state: Mutex::new(State::default()),
             discovery_fetch: tokio::sync::Mutex::new(()),
             keys_fetch: tokio::sync::Mutex::new(()),
-            fetches: FetchCounts::default(),
         }
     }
 
@@ -151,7 +138,6 @@ impl Broker {
             return Ok(d);
         }
         let url = format!("{}/.well-known/openid-configuration", self.origin);
-        self.fetches.discovery.fetch_add(1, Ordering::Relaxed);
         match self.fetch_json::<Discovery>(client, &url).await {
             Ok((doc, ttl)) => {
                 let doc = Arc::new(doc);
@@ -229,7 +215,6 @@ impl Broker {
             }
         }
         let discovery = self.discovery(client).await?;
-        self.fetches.keys.fetch_add(1, Ordering::Relaxed);
         self.state().last_key_fetch = Some(Instant::now());
         match self
             .fetch_json::<JwkSetDocument>(client, &discovery.jwks_uri)

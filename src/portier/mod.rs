@@ -87,11 +87,6 @@ impl RelyingParty {
         }
     }
 
-    /// The broker this site trusts.
-    pub fn broker(&self) -> &Arc<Broker> {
-        &self.broker
-    }
-
     /// Stores a new attempt for `login_hint` (the address as the visitor typed it) and returns
     /// the broker URL to send the visitor to. `next_path` must already be a safe local path.
     pub async fn start(
