@@ -295,6 +295,14 @@ impl Browser {
         self.read(res).await
     }
 
+    /// Opens `/members` and asserts it shows `email` as the signed-in member.
+    pub async fn assert_signed_in_as(&self, email: &str) -> Page {
+        let page = self.get("/members").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains(email), "{}", page.body);
+        page
+    }
+
     /// A same-site form POST (the visitor submits one of our forms).
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let mut req = self
