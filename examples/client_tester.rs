@@ -81,12 +81,15 @@ async fn run(config: &Config, url: &SecretString) -> anyhow::Result<()> {
             ["echo", text] => format!("ok\t{text}"),
             // The state is optional: the suite sends it in its first case only.
             ["auth", email, rest @ ..] if rest.len() <= 1 => {
-                match rp.start(&client, email, "/", rest.first().copied()).await {
+                match rp
+                    .start(&client, email, "/", rest.first().copied(), None)
+                    .await
+                {
                     Ok(url) => format!("ok\t{url}"),
                     Err(e) => format!("err\t{}", one_line(&e.to_string())),
                 }
             }
-            ["verify", token] => match rp.verify(&client, token).await {
+            ["verify", token] => match rp.verify(&client, token, None).await {
                 Ok(verified) => format!("ok\t{}", verified.email_claim),
                 Err(VerifyError::Rejected(r)) => format!("err\t{}", one_line(&r.to_string())),
                 Err(e) => format!("err\t{}", one_line(&e.to_string())),

@@ -4,13 +4,14 @@
 //! the variable and says what it expects, instead of failing later in a request.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;
 
 use crate::email::EmailAddress;
+use crate::rate_limit::Limit;
 
 /// All settings of the site. Built by [`Config::from_env`], or by hand in tests.
 #[derive(Clone)]
@@ -39,8 +40,18 @@ pub struct Config {
     pub broker_timeout: Duration,
     /// Shortest wait between two key fetches caused by tokens with an unknown key id.
     pub key_refetch_cooldown: Duration,
-    /// How long a member stays signed in without signing in again.
-    pub session_ttl: Duration,
+    /// A session ends after this long without a request.
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after sign-in, however active.
+    pub session_max_age: Duration,
+    /// Whether a sign-in can only be finished in the browser that started it.
+    pub login_binding: bool,
+    /// Sign-ins a client IP may start per window (`None`: no limit).
+    pub rate_limit_login_per_ip: Option<Limit>,
+    /// Sign-ins that may be started for one address per window (`None`: no limit).
+    pub rate_limit_login_per_email: Option<Limit>,
+    /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// A setting that could not be used; its message names the variable.
@@ -119,7 +130,40 @@ impl Config {
         let purge_interval = parse_duration_var(&var, "PURGE_INTERVAL", "60s")?;
         let broker_timeout = parse_duration_var(&var, "BROKER_TIMEOUT", "10s")?;
         let key_refetch_cooldown = parse_duration_var(&var, "KEY_REFETCH_COOLDOWN", "5m")?;
-        let session_ttl = parse_duration_var(&var, "SESSION_TTL", "30d")?;
+        let session_idle_timeout = parse_duration_var(&var, "SESSION_IDLE_TIMEOUT", "30d")?;
+        let session_max_age = parse_duration_var(&var, "SESSION_MAX_AGE", "90d")?;
+        if session_max_age < session_idle_timeout {
+            return Err(invalid(
+                "SESSION_MAX_AGE",
+                "must not be shorter than SESSION_IDLE_TIMEOUT",
+            ));
+        }
+        let login_binding = match var("LOGIN_BINDING").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "LOGIN_BINDING",
+                    format!("{other:?}: expected on or off"),
+                ));
+            }
+        };
+        let limit = |name: &'static str, default: &str| {
+            Limit::parse(&var(name).unwrap_or_else(|| default.to_owned()))
+                .map_err(|message| invalid(name, message))
+        };
+        let rate_limit_login_per_ip = limit("RATE_LIMIT_LOGIN_PER_IP", "10/1m")?;
+        let rate_limit_login_per_email = limit("RATE_LIMIT_LOGIN_PER_EMAIL", "5/15m")?;
+        let trusted_proxies = var("TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpAddr>()
+                    .map_err(|_| invalid("TRUSTED_PROXIES", format!("{s:?} is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let admin_emails = var("ADMIN_EMAILS")
             .unwrap_or_default()
             .split(',')
@@ -143,7 +187,12 @@ impl Config {
             site_name,
             broker_timeout,
             key_refetch_cooldown,
-            session_ttl,
+            session_idle_timeout,
+            session_max_age,
+            login_binding,
+            rate_limit_login_per_ip,
+            rate_limit_login_per_email,
+            trusted_proxies,
         })
     }
 
@@ -155,6 +204,28 @@ impl Config {
     /// Whether cookies must carry the `Secure` flag (the site is served over https).
     pub fn is_https(&self) -> bool {
         self.public_url.starts_with("https://")
+    }
+
+    /// Why binding sign-ins to the browser cannot work with these settings, if it cannot:
+    /// the binding cookie must be `Secure`, which browsers accept over plain http only on
+    /// localhost.
+    pub fn binding_problem(&self) -> Option<String> {
+        if !self.login_binding || self.is_https() {
+            return None;
+        }
+        let host = Url::parse(&self.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") {
+            return None;
+        }
+        Some(format!(
+            "PUBLIC_URL {} is plain http on a host other than localhost: browsers will drop the \
+             Secure sign-in cookie, so every sign-in will be refused. Serve the site over https, \
+             or set LOGIN_BINDING=off (see SECURITY.md).",
+            self.public_url
+        ))
     }
 
     /// The Portier `redirect_uri`: where the broker posts the result.
@@ -311,10 +382,30 @@ mod tests {
             ("SESSION_KEY", "short"),
             ("ADMIN_EMAILS", "not-an-address"),
             ("BROKER_URL", "broker.portier.io"),
+            ("LOGIN_BINDING", "maybe"),
+            ("RATE_LIMIT_LOGIN_PER_IP", "lots"),
+            ("RATE_LIMIT_LOGIN_PER_EMAIL", "5"),
+            ("TRUSTED_PROXIES", "proxy.local"),
+            ("SESSION_MAX_AGE", "1d"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{e}");
         }
+    }
+
+    #[test]
+    fn binding_needs_https_or_localhost() {
+        assert!(config(&[]).unwrap().binding_problem().is_none());
+        let c = config(&[("PUBLIC_URL", "http://club.example.org")]).unwrap();
+        assert!(c.binding_problem().unwrap().contains("LOGIN_BINDING=off"));
+        let c = config(&[("PUBLIC_URL", "https://club.example.org")]).unwrap();
+        assert!(c.binding_problem().is_none());
+        let c = config(&[
+            ("PUBLIC_URL", "http://club.example.org"),
+            ("LOGIN_BINDING", "off"),
+        ])
+        .unwrap();
+        assert!(c.binding_problem().is_none());
     }
 
     #[test]

@@ -36,6 +36,18 @@ pub enum AppError {
         /// The member's status.
         status: String,
     },
+    /// 403: a state-changing form without a valid CSRF token, or sent from another site.
+    #[error("CSRF check failed: {0}")]
+    CsrfRejected(&'static str),
+    /// 429: too many sign-ins started; `retry_after` seconds until the window ends.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until another attempt is allowed.
+        retry_after: u64,
+    },
+    /// 413: the request body is larger than the site accepts.
+    #[error("request body too large")]
+    TooLarge,
     /// 404: no such page.
     #[error("not found")]
     NotFound,
@@ -87,6 +99,9 @@ impl ResponseError for AppError {
             }
             AppError::SignInRequired { .. } => StatusCode::SEE_OTHER,
             AppError::NotAdmitted { .. } => StatusCode::FORBIDDEN,
+            AppError::CsrfRejected(_) => StatusCode::FORBIDDEN,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,6 +139,40 @@ impl ResponseError for AppError {
                 reference: None,
                 offer_sign_in: false,
             },
+            AppError::CsrfRejected(reason) => {
+                tracing::info!(reason, "form refused by the CSRF check");
+                ErrorDetails {
+                    title: "This form could not be accepted".into(),
+                    message: "For your safety, forms only work when they are sent from a page \
+                              of this site. Go back, reload the page and try again."
+                        .into(),
+                    reference: None,
+                    offer_sign_in: false,
+                }
+            }
+            AppError::RateLimited { retry_after } => {
+                tracing::info!(retry_after, "sign-in rate limited");
+                let wait = if *retry_after <= 90 {
+                    format!("{retry_after} seconds")
+                } else {
+                    format!("{} minutes", retry_after.div_ceil(60))
+                };
+                let details = ErrorDetails {
+                    title: "Too many sign-in attempts".into(),
+                    message: format!(
+                        "Too many sign-ins were started from here or for this address. \
+                         Please wait {wait} and try again."
+                    ),
+                    reference: None,
+                    offer_sign_in: true,
+                };
+                let mut response = HttpResponse::TooManyRequests()
+                    .insert_header((header::RETRY_AFTER, retry_after.to_string()))
+                    .finish();
+                response.extensions_mut().insert(details);
+                return response;
+            }
+            AppError::TooLarge => default_details(StatusCode::PAYLOAD_TOO_LARGE),
             AppError::NotFound => ErrorDetails {
                 title: "Page not found".into(),
                 message: "There is no page at this address. Check the link, or go back to the \
@@ -190,6 +239,11 @@ fn refusal_message(reason: &Rejection) -> &'static str {
         }
         Rejection::ExpiredNonce | Rejection::Expired => {
             "This sign-in took too long and has expired. Please start again."
+        }
+        Rejection::BindingMissing | Rejection::BindingMismatch => {
+            "This sign-in was started in another browser, or this browser did not keep our \
+             sign-in cookie. For your safety it can only be finished where it was started: \
+             enter the code from the email in the tab where you asked for it, or start again here."
         }
         Rejection::EmailMismatch => {
             "The address that was confirmed is not the one this sign-in was started with. \

@@ -16,27 +16,35 @@ pub struct Purged {
     pub login_attempts: u64,
     /// Expired sessions deleted.
     pub sessions: u64,
+    /// Rate-limit counters whose window ended.
+    pub rate_limits: u64,
 }
 
 /// Deletes everything that expired before `now`, batch by batch. Several instances may run
 /// this on one database at the same time: each row is deleted once, by whoever gets it first.
 pub async fn purge_expired(pool: &Pool, now: i64) -> Result<Purged, sqlx::Error> {
-    let mut purged = Purged::default();
+    Ok(Purged {
+        login_attempts: drain(|| db::login_attempts::delete_expired(pool, now, PURGE_BATCH))
+            .await?,
+        sessions: drain(|| db::sessions::delete_expired(pool, now, PURGE_BATCH)).await?,
+        rate_limits: drain(|| db::rate_limits::delete_expired(pool, now, PURGE_BATCH)).await?,
+    })
+}
+
+/// Runs a batch delete until a batch comes back short; returns the total.
+async fn drain<F, Fut>(mut batch: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut total = 0;
     loop {
-        let n = db::login_attempts::delete_expired(pool, now, PURGE_BATCH).await?;
-        purged.login_attempts += n;
+        let n = batch().await?;
+        total += n;
         if n < PURGE_BATCH as u64 {
-            break;
+            return Ok(total);
         }
     }
-    loop {
-        let n = db::sessions::delete_expired(pool, now, PURGE_BATCH).await?;
-        purged.sessions += n;
-        if n < PURGE_BATCH as u64 {
-            break;
-        }
-    }
-    Ok(purged)
 }
 
 /// Runs [`purge_expired`] every `interval` until `stop` turns true.
@@ -58,6 +66,7 @@ pub async fn run_purge(pool: Pool, interval: Duration, mut stop: watch::Receiver
             Ok(p) => tracing::info!(
                 login_attempts = p.login_attempts,
                 sessions = p.sessions,
+                rate_limits = p.rate_limits,
                 "purged expired rows"
             ),
             Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),

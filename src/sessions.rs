@@ -16,6 +16,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
+use std::time::Duration;
 
 use crate::db::{self, Pool};
 
@@ -52,15 +53,29 @@ pub async fn cookie_key(configured: Option<&SecretString>, pool: &Pool) -> anyho
 
 /// Keeps session state in the `sessions` table. The cookie carries a random key; the table
 /// holds only its SHA-256, so a copy of the database does not hold usable cookies.
+///
+/// A session ends after `idle` without requests, and `max_age` after it was created however
+/// busy it is. Its expiry is moved forward when it is used, at most once per tenth of `idle`
+/// (and at least daily), so a busy member does not cost a write per request.
 #[derive(Clone)]
 pub struct DbSessionStore {
     pool: Pool,
+    idle: i64,
+    max_age: i64,
 }
 
 impl DbSessionStore {
-    /// A store on this pool.
-    pub fn new(pool: Pool) -> Self {
-        DbSessionStore { pool }
+    /// A store on this pool with these lifetimes.
+    pub fn new(pool: Pool, idle: Duration, max_age: Duration) -> Self {
+        DbSessionStore {
+            pool,
+            idle: idle.as_secs() as i64,
+            max_age: max_age.as_secs() as i64,
+        }
+    }
+
+    fn refresh_step(&self) -> i64 {
+        (self.idle / 10).min(86_400)
     }
 }
 
@@ -69,7 +84,8 @@ pub fn session_id(key: &SessionKey) -> String {
     hex(&Sha256::digest(key.as_ref().as_bytes()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -79,28 +95,33 @@ fn member_of(state: &HashMap<String, String>) -> Option<String> {
         .and_then(|v| serde_json::from_str::<String>(v).ok())
 }
 
-fn expiry(ttl: &CookieDuration) -> (i64, i64) {
-    let now = db::now();
-    (now, now.saturating_add(ttl.whole_seconds()))
-}
-
 impl SessionStore for DbSessionStore {
     async fn load(
         &self,
         session_key: &SessionKey,
     ) -> Result<Option<HashMap<String, String>>, LoadError> {
-        let state = db::sessions::load(&self.pool, &session_id(session_key), db::now())
+        let now = db::now();
+        let id = session_id(session_key);
+        let Some(live) = db::sessions::load(&self.pool, &id, now, now - self.max_age)
             .await
-            .map_err(|e| LoadError::Other(e.into()))?;
-        state
-            .map(|s| serde_json::from_str(&s).map_err(|e| LoadError::Deserialization(e.into())))
-            .transpose()
+            .map_err(|e| LoadError::Other(e.into()))?
+        else {
+            return Ok(None);
+        };
+        if live.expires_at < now + self.idle - self.refresh_step() {
+            db::sessions::touch(&self.pool, &id, now, now + self.idle)
+                .await
+                .map_err(|e| LoadError::Other(e.into()))?;
+        }
+        serde_json::from_str(&live.state)
+            .map(Some)
+            .map_err(|e| LoadError::Deserialization(e.into()))
     }
 
     async fn save(
         &self,
         session_state: HashMap<String, String>,
-        ttl: &CookieDuration,
+        _cookie_ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
@@ -108,14 +129,14 @@ impl SessionStore for DbSessionStore {
         rand::rng().fill_bytes(&mut raw);
         let key = SessionKey::try_from(URL_SAFE_NO_PAD.encode(raw))
             .map_err(|e| SaveError::Other(e.into()))?;
-        let (now, expires_at) = expiry(ttl);
+        let now = db::now();
         db::sessions::insert(
             &self.pool,
             &session_id(&key),
             member_of(&session_state).as_deref(),
             &state,
             now,
-            expires_at,
+            now + self.idle,
         )
         .await
         .map_err(|e| SaveError::Other(e.into()))?;
@@ -126,11 +147,11 @@ impl SessionStore for DbSessionStore {
         &self,
         session_key: SessionKey,
         session_state: HashMap<String, String>,
-        ttl: &CookieDuration,
+        _cookie_ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
         let state = serde_json::to_string(&session_state)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
-        let (now, expires_at) = expiry(ttl);
+        let now = db::now();
         // A session revoked or expired meanwhile stays gone: nothing is written back.
         db::sessions::update(
             &self.pool,
@@ -138,7 +159,7 @@ impl SessionStore for DbSessionStore {
             member_of(&session_state).as_deref(),
             &state,
             now,
-            expires_at,
+            now + self.idle,
         )
         .await
         .map_err(|e| UpdateError::Other(e.into()))?;
@@ -148,10 +169,10 @@ impl SessionStore for DbSessionStore {
     async fn update_ttl(
         &self,
         session_key: &SessionKey,
-        ttl: &CookieDuration,
+        _cookie_ttl: &CookieDuration,
     ) -> Result<(), anyhow::Error> {
-        let (now, expires_at) = expiry(ttl);
-        db::sessions::touch(&self.pool, &session_id(session_key), now, expires_at).await?;
+        let now = db::now();
+        db::sessions::touch(&self.pool, &session_id(session_key), now, now + self.idle).await?;
         Ok(())
     }
 

@@ -7,7 +7,8 @@ use actix_session::SessionMiddleware;
 use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_web::cookie::{SameSite, time::Duration as CookieDuration};
 use actix_web::dev::Server;
-use actix_web::middleware::ErrorHandlers;
+use actix_web::error::UrlencodedError;
+use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio::sync::watch;
@@ -17,12 +18,25 @@ use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::error::{AppError, render_error_pages};
 use crate::portier::{Broker, RelyingParty};
+use crate::security::{self, CsrfKey};
 use crate::sessions::{self, DbSessionStore};
 use crate::templates::Site;
 use crate::{jobs, routes};
 
 /// Largest form body accepted (the id_token is the biggest field, under 8 KiB).
 const FORM_LIMIT: usize = 16 * 1024;
+
+/// What a form that cannot be parsed gets: 413 when too large, else 400. The parser's own
+/// message stays in the log.
+fn form_error(err: UrlencodedError) -> AppError {
+    tracing::info!(error = %err, "unreadable form");
+    match err {
+        UrlencodedError::Overflow { .. } => AppError::TooLarge,
+        _ => AppError::BadRequest(
+            "The form could not be read. Please go back, reload the page and try again.".into(),
+        ),
+    }
+}
 
 /// A built server, bound and ready to run.
 pub struct Application {
@@ -71,12 +85,18 @@ impl Application {
         let rp = web::Data::new(RelyingParty::new(pool.clone(), broker, &config.public_url));
         let site = web::Data::new(Site {
             name: config.site_name.clone(),
-            signed_in: false,
+            ..Site::default()
         });
+        let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
+        if let Some(problem) = config.binding_problem() {
+            tracing::warn!("{problem}");
+        }
         let pool_data = web::Data::new(pool.clone());
         let config_data = web::Data::new(config.clone());
         let secure = config.is_https();
-        let session_ttl = CookieDuration::seconds(config.session_ttl.as_secs() as i64);
+        // The cookie lives as long as the longest session; the server decides when it ends.
+        let cookie_max_age = CookieDuration::seconds(config.session_max_age.as_secs() as i64);
+        let (idle, max_age) = (config.session_idle_timeout, config.session_max_age);
         let broker_timeout = config.broker_timeout;
 
         let server = HttpServer::new(move || {
@@ -87,7 +107,7 @@ impl Application {
                 .connector(awc::Connector::new().timeout(broker_timeout))
                 .finish();
             let session = SessionMiddleware::builder(
-                DbSessionStore::new(pool_data.get_ref().clone()),
+                DbSessionStore::new(pool_data.get_ref().clone(), idle, max_age),
                 cookie_key.clone(),
             )
             .cookie_name(sessions::COOKIE_NAME.to_owned())
@@ -95,24 +115,28 @@ impl Application {
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
             .cookie_content_security(CookieContentSecurity::Private)
-            .session_lifecycle(PersistentSession::default().session_ttl(session_ttl))
+            .session_lifecycle(PersistentSession::default().session_ttl(cookie_max_age))
             .build();
             App::new()
                 .wrap(session)
+                .wrap(from_fn(security::csrf_cookie))
                 .wrap(ErrorHandlers::new().default_handler(render_error_pages))
+                .wrap(security::security_headers(&config_data))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .app_data(web::Data::new(client))
                 .app_data(rp.clone())
                 .app_data(site.clone())
                 .app_data(pool_data.clone())
                 .app_data(config_data.clone())
-                .app_data(web::FormConfig::default().limit(FORM_LIMIT).error_handler(
-                    |err, _req| {
-                        AppError::BadRequest(format!("The form could not be read: {err}.")).into()
-                    },
-                ))
-                .app_data(web::QueryConfig::default().error_handler(|err, _req| {
-                    AppError::BadRequest(format!("The address could not be read: {err}.")).into()
+                .app_data(csrf_key.clone())
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(FORM_LIMIT)
+                        .error_handler(|err, _req| form_error(err).into()),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|_err, _req| {
+                    AppError::BadRequest("The address of this page could not be read.".into())
+                        .into()
                 }))
                 .configure(routes::configure)
                 .default_service(web::to(|| async {

@@ -3,6 +3,7 @@
 use askama::Template;
 
 use crate::db::members::Member;
+use crate::security::Csrf;
 
 /// What every page needs to draw the frame.
 #[derive(Debug, Clone)]
@@ -11,6 +12,8 @@ pub struct Site {
     pub name: String,
     /// Whether the visitor is signed in (shows "Sign out").
     pub signed_in: bool,
+    /// The CSRF token for this page's forms (empty on pages without forms).
+    pub csrf_token: String,
 }
 
 impl Default for Site {
@@ -18,15 +21,17 @@ impl Default for Site {
         Site {
             name: "Clubhouse".into(),
             signed_in: false,
+            csrf_token: String::new(),
         }
     }
 }
 
 impl Site {
-    /// The same site, seen by a signed-in member.
-    pub fn signed_in(&self) -> Site {
+    /// The frame for one request: whether the visitor is signed in, and their form token.
+    pub fn for_visitor(&self, signed_in: bool, csrf: &Csrf) -> Site {
         Site {
-            signed_in: true,
+            signed_in,
+            csrf_token: csrf.token().to_owned(),
             ..self.clone()
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod login_attempts;
 pub mod members;
+pub mod rate_limits;
 pub mod sessions;
 pub mod settings;
 

@@ -2,17 +2,31 @@
 
 use sqlx::{Any, Executor};
 
-/// The state of a live session.
+/// A live session's state and expiry.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LiveSession {
+    /// The session state as JSON.
+    pub state: String,
+    /// When it ends unless used (unix seconds).
+    pub expires_at: i64,
+}
+
+/// The session with this id, if it has not expired and was created after `created_after`.
 pub async fn load<'c>(
     db: impl Executor<'c, Database = Any>,
     id: &str,
     now: i64,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT state FROM sessions WHERE id = $1 AND expires_at > $2")
-        .bind(id)
-        .bind(now)
-        .fetch_optional(db)
-        .await
+    created_after: i64,
+) -> Result<Option<LiveSession>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT state, expires_at FROM sessions \
+         WHERE id = $1 AND expires_at > $2 AND created_at > $3",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(created_after)
+    .fetch_optional(db)
+    .await
 }
 
 /// Stores a new session.

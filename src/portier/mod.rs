@@ -89,12 +89,14 @@ impl RelyingParty {
 
     /// Stores a new attempt for `login_hint` (the address as the visitor typed it) and returns
     /// the broker URL to send the visitor to. `next_path` must already be a safe local path.
+    /// With `binding_hash`, only a request presenting the same binding can finish it.
     pub async fn start(
         &self,
         client: &awc::Client,
         login_hint: &str,
         next_path: &str,
         state: Option<&str>,
+        binding_hash: Option<&str>,
     ) -> Result<Url, StartError> {
         // Ask the broker first: if it is unreachable, nothing is stored.
         let discovery = self.broker.discovery(client).await?;
@@ -113,6 +115,7 @@ impl RelyingParty {
                 next_path: next_path.to_owned(),
                 created_at: now,
                 expires_at: now + ATTEMPT_TTL.as_secs() as i64,
+                binding_hash: binding_hash.map(str::to_owned),
             },
         )
         .await?;
@@ -135,17 +138,28 @@ impl RelyingParty {
     }
 
     /// Checks `id_token` completely and consumes its nonce. Succeeds at most once per nonce,
-    /// however many requests carry the token at the same time.
+    /// however many requests carry the token at the same time. `binding_hash` is the hash of
+    /// the binding cookie the request carries; a refused binding leaves the attempt unused,
+    /// so the browser that started it can still finish it.
     pub async fn verify(
         &self,
         client: &awc::Client,
         id_token: &str,
+        binding_hash: Option<&str>,
     ) -> Result<Verified, VerifyError> {
         let now = db::now();
         let checked = token::check(&self.broker, client, &self.client_id, id_token, now).await?;
-        let attempt = db::login_attempts::take(&self.pool, &checked.nonce)
-            .await?
-            .ok_or(Rejection::UnknownNonce)?;
+        let Some(attempt) =
+            db::login_attempts::take(&self.pool, &checked.nonce, binding_hash).await?
+        else {
+            let stored = db::login_attempts::exists(&self.pool, &checked.nonce).await?;
+            return Err(match (stored, binding_hash) {
+                (false, _) => Rejection::UnknownNonce,
+                (true, None) => Rejection::BindingMissing,
+                (true, Some(_)) => Rejection::BindingMismatch,
+            }
+            .into());
+        };
         if attempt.expires_at <= now {
             return Err(Rejection::ExpiredNonce.into());
         }

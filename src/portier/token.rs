@@ -50,6 +50,12 @@ pub enum Rejection {
     /// The sign-in was started too long ago.
     #[error("the sign-in was started too long ago")]
     ExpiredNonce,
+    /// The sign-in is bound to a browser, and this request carries no binding cookie.
+    #[error("the sign-in was started in a browser whose cookie this request does not carry")]
+    BindingMissing,
+    /// The sign-in is bound to another browser.
+    #[error("the sign-in was started in another browser")]
+    BindingMismatch,
     /// The token is for another address than the one the sign-in was started with.
     #[error("the token is for another address than the sign-in was started with")]
     EmailMismatch,

@@ -1,17 +1,20 @@
 //! Signing in and out.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
 use super::see_other;
 use crate::config::Config;
-use crate::db::Pool;
+use crate::db::{self, Pool};
 use crate::email::EmailAddress;
 use crate::error::AppError;
 use crate::members::{self, Admission};
 use crate::portier::{RelyingParty, StartError, VerifyError};
+use crate::rate_limit::{self, Limit};
 use crate::safe_path::{self, DEFAULT_NEXT};
+use crate::security::{self, Csrf};
 use crate::sessions::MemberSession;
 use crate::templates::{HomePage, Site};
 
@@ -21,10 +24,7 @@ pub struct HomeQuery {
     next: Option<String>,
 }
 
-fn html(
-    status: actix_web::http::StatusCode,
-    page: &impl Template,
-) -> Result<HttpResponse, AppError> {
+fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .body(page.render().map_err(AppError::internal)?))
@@ -35,15 +35,16 @@ pub async fn home(
     query: web::Query<HomeQuery>,
     session: MemberSession,
     site: web::Data<Site>,
+    csrf: Csrf,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_path::next_or_default(query.next.as_deref());
     if session.member_id().is_some() {
         return Ok(see_other(next));
     }
     html(
-        actix_web::http::StatusCode::OK,
+        StatusCode::OK,
         &HomePage {
-            site: site.get_ref().clone(),
+            site: site.for_visitor(false, &csrf),
             email: String::new(),
             next: if next == DEFAULT_NEXT {
                 String::new()
@@ -61,31 +62,82 @@ pub struct LoginForm {
     email: String,
     #[serde(default)]
     next: Option<String>,
+    csrf_token: Option<String>,
+}
+
+/// Counts one sign-in start against `limit` in `bucket`; a 429 when it is reached.
+async fn limit(pool: &Pool, bucket: &str, limit: Option<Limit>) -> Result<(), AppError> {
+    let Some(limit) = limit else { return Ok(()) };
+    match rate_limit::check(pool, bucket, limit, db::now())
+        .await
+        .map_err(AppError::internal)?
+    {
+        Some(retry_after) => Err(AppError::RateLimited { retry_after }),
+        None => Ok(()),
+    }
 }
 
 /// `POST /login`: checks the address, stores the attempt and sends the visitor to the broker.
+/// The answer is the same whether or not the address belongs to a member.
+#[allow(clippy::too_many_arguments)]
 pub async fn login(
+    req: HttpRequest,
     form: web::Form<LoginForm>,
+    csrf: Csrf,
     rp: web::Data<RelyingParty>,
     client: web::Data<awc::Client>,
     site: web::Data<Site>,
+    pool: web::Data<Pool>,
+    config: web::Data<Config>,
 ) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
+    if let Some(ip) = security::client_ip(&req, &config.trusted_proxies) {
+        limit(
+            &pool,
+            &format!("login-ip:{ip}"),
+            config.rate_limit_login_per_ip,
+        )
+        .await?;
+    }
     let next = safe_path::next_or_default(form.next.as_deref());
     let typed = form.email.trim();
-    if let Err(problem) = EmailAddress::parse(typed) {
-        return html(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            &HomePage {
-                site: site.get_ref().clone(),
-                email: typed.chars().take(254).collect(),
-                next: next.to_owned(),
-                error: Some(problem.to_string()),
-            },
-        );
-    }
+    let email = match EmailAddress::parse(typed) {
+        Ok(email) => email,
+        Err(problem) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                &HomePage {
+                    site: site.for_visitor(false, &csrf),
+                    email: typed.chars().take(254).collect(),
+                    next: next.to_owned(),
+                    error: Some(problem.to_string()),
+                },
+            );
+        }
+    };
+    // Counted by a hash of the normalized address: no address is stored for this.
+    let bucket = format!("login-email:{}", security::binding_hash(email.as_str()));
+    limit(&pool, &bucket, config.rate_limit_login_per_email).await?;
+
+    let binding = config.login_binding.then(security::new_binding);
     // The broker gets the address as typed; it normalizes and tells us both forms.
-    match rp.start(&client, typed, next, None).await {
-        Ok(url) => Ok(see_other(url.as_str())),
+    let started = rp
+        .start(
+            &client,
+            typed,
+            next,
+            None,
+            binding.as_ref().map(|(_, h)| h.as_str()),
+        )
+        .await;
+    match started {
+        Ok(url) => {
+            let mut response = see_other(url.as_str());
+            if let Some((cookie, _)) = binding {
+                response.add_cookie(&cookie).map_err(AppError::internal)?;
+            }
+            Ok(response)
+        }
         Err(StartError::Broker(e)) => Err(AppError::BrokerUnavailable(e.into())),
         Err(e @ StartError::BadEndpoint(_)) => Err(AppError::BrokerUnavailable(e.into())),
         Err(e @ StartError::Database(_)) => Err(AppError::internal(e)),
@@ -100,9 +152,11 @@ pub struct VerifyForm {
     error_description: Option<String>,
 }
 
-/// `POST /verify`: the broker's answer. Arrives cross-site without our cookies; the nonce in
-/// the token is what ties it to a sign-in started here.
+/// `POST /verify`: the broker's answer. Arrives cross-site, so without the site's Lax cookies
+/// and without a CSRF token; what ties it to a sign-in started here is the nonce in the token
+/// and the binding cookie (`SameSite=None`) set by `POST /login`.
 pub async fn verify(
+    req: HttpRequest,
     form: web::Form<VerifyForm>,
     rp: web::Data<RelyingParty>,
     client: web::Data<awc::Client>,
@@ -120,11 +174,15 @@ pub async fn verify(
     let token = form
         .id_token
         .ok_or_else(|| AppError::BadRequest("The sign-in service sent no token.".into()))?;
-    let verified = rp.verify(&client, &token).await.map_err(|e| match e {
-        VerifyError::Rejected(r) => AppError::SignInRefused(r),
-        VerifyError::Broker(b) => AppError::BrokerUnavailable(b.into()),
-        VerifyError::Database(d) => AppError::internal(d),
-    })?;
+    let binding = security::presented_binding(&req);
+    let verified = rp
+        .verify(&client, &token, binding.as_deref())
+        .await
+        .map_err(|e| match e {
+            VerifyError::Rejected(r) => AppError::SignInRefused(r),
+            VerifyError::Broker(b) => AppError::BrokerUnavailable(b.into()),
+            VerifyError::Database(d) => AppError::internal(d),
+        })?;
     match members::admit(&pool, &config.admin_emails, &verified.email)
         .await
         .map_err(AppError::internal)?
@@ -132,7 +190,13 @@ pub async fn verify(
         Admission::Admitted(member) => {
             session.sign_in(&member.id).map_err(AppError::internal)?;
             tracing::info!(member = %member.id, "signed in");
-            Ok(see_other(&verified.next_path))
+            let mut response = see_other(&verified.next_path);
+            if binding.is_some() {
+                response
+                    .add_cookie(&security::spent_binding())
+                    .map_err(AppError::internal)?;
+            }
+            Ok(response)
         }
         Admission::Refused(member) => Err(AppError::NotAdmitted {
             status: member.status,
@@ -140,8 +204,19 @@ pub async fn verify(
     }
 }
 
+/// Form of `POST /logout`.
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf_token: Option<String>,
+}
+
 /// `POST /logout`: ends the session everywhere it is stored.
-pub async fn logout(session: MemberSession) -> HttpResponse {
+pub async fn logout(
+    form: web::Form<LogoutForm>,
+    csrf: Csrf,
+    session: MemberSession,
+) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
     session.sign_out();
-    see_other("/")
+    Ok(see_other("/"))
 }

@@ -6,12 +6,17 @@ use askama::Template;
 
 use super::SignedIn;
 use crate::error::AppError;
+use crate::security::Csrf;
 use crate::templates::{MembersPage, Site};
 
 /// `GET /members`: who is signed in.
-pub async fn members_page(me: SignedIn, site: web::Data<Site>) -> Result<HttpResponse, AppError> {
+pub async fn members_page(
+    me: SignedIn,
+    site: web::Data<Site>,
+    csrf: Csrf,
+) -> Result<HttpResponse, AppError> {
     let page = MembersPage {
-        site: site.signed_in(),
+        site: site.for_visitor(true, &csrf),
         member: me.member,
     };
     Ok(HttpResponse::Ok()

@@ -145,6 +145,8 @@ pub async fn spawn_app_on(
         ("DATABASE_URL".into(), db.url.clone()),
         ("BROKER_URL".into(), broker.origin.clone()),
         ("BROKER_TIMEOUT".into(), "5s".into()),
+        // Many sign-ins come from 127.0.0.1 in one test; the rate-limit tests set their own.
+        ("RATE_LIMIT_LOGIN_PER_IP".into(), "1000/1m".into()),
     ]);
     for (k, v) in base.iter().chain(settings) {
         vars.insert(k.to_string(), v.to_string());
@@ -203,15 +205,20 @@ struct StoredCookie {
 pub struct Browser {
     client: awc::Client,
     base: String,
+    /// The origin the pages are served from as the browser sees it (the app's PUBLIC_URL),
+    /// sent as `Origin` on our own forms.
+    origin: String,
     jar: RefCell<HashMap<String, StoredCookie>>,
 }
 
 impl Browser {
-    /// A browser with an empty cookie jar, talking to `base`.
-    pub fn new(base: &str) -> Browser {
+    /// A browser with an empty cookie jar, talking to `base`, where the site's origin is
+    /// `origin`.
+    pub fn new(base: &str, origin: &str) -> Browser {
         Browser {
             client: awc::Client::builder().disable_redirects().finish(),
             base: base.to_owned(),
+            origin: origin.to_owned(),
             jar: RefCell::new(HashMap::new()),
         }
     }
@@ -303,12 +310,40 @@ impl Browser {
         page
     }
 
-    /// A same-site form POST (the visitor submits one of our forms).
+    /// The CSRF token our pages put in their forms for this browser, read from a page as a
+    /// browser would (the front page, or the members page once signed in).
+    pub async fn form_token(&self) -> String {
+        let mut page = self.get("/").await;
+        if page.status == StatusCode::SEE_OTHER {
+            page = self.get("/members").await;
+        }
+        let marker = r#"name="csrf_token" value=""#;
+        let start = page
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no CSRF token on the page: {}", page.body))
+            + marker.len();
+        page.body[start..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Submits one of our forms like a person: with the page's CSRF token.
+    pub async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.form_token().await;
+        let mut fields = fields.to_vec();
+        fields.push(("csrf_token", &token));
+        self.post_form(path, &fields).await
+    }
+
+    /// A same-site form POST, exactly as given (no CSRF token is added).
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
-            .insert_header(("origin", self.base.as_str()));
+            .insert_header(("origin", self.origin.as_str()));
         if let Some(cookies) = self.cookie_header(false) {
             req = req.insert_header(("cookie", cookies));
         }
@@ -361,7 +396,7 @@ impl AuthRequest {
 impl TestApp {
     /// A new browser for this app.
     pub fn browser(&self) -> Browser {
-        Browser::new(&self.address)
+        Browser::new(&self.address, &self.public_url)
     }
 
     /// Submits the sign-in form and returns the broker request it leads to.
@@ -375,7 +410,7 @@ impl TestApp {
         if let Some(next) = next {
             fields.push(("next", next));
         }
-        let page = browser.post_form("/login", &fields).await;
+        let page = browser.submit("/login", &fields).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "login: {}", page.body);
         let url = url::Url::parse(&page.location()).expect("auth URL");
         let params = url.query_pairs().into_owned().collect();

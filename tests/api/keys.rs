@@ -76,7 +76,7 @@ async fn a_broker_that_accepts_but_never_answers_times_out_with_a_friendly_page(
     let started = Instant::now();
     let page = app
         .browser()
-        .post_form("/login", &[("email", "r@example.com")])
+        .submit("/login", &[("email", "r@example.com")])
         .await;
     assert_eq!(
         page.status,

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 
-use crate::helpers::{Browser, spawn_app, spawn_app_on, spawn_app_with};
+use crate::helpers::{spawn_app, spawn_app_on, spawn_app_with};
 
 #[actix_web::test]
 async fn landing_page_offers_the_sign_in_form() {
@@ -50,7 +50,7 @@ async fn a_bad_address_is_explained_on_the_same_page_and_nothing_is_stored() {
         ("alice@localhost", "not a domain name"),
         ("alice@[127.0.0.1]", "not at an IP address"),
     ] {
-        let page = browser.post_form("/login", &[("email", typed)]).await;
+        let page = browser.submit("/login", &[("email", typed)]).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{typed}");
         assert!(page.body.contains(expected), "{typed}: {}", page.body);
         assert!(
@@ -157,10 +157,7 @@ async fn logout_ends_the_session_on_the_server() {
         .assert_redirect_to("/members");
     let stolen_cookie = browser.cookie("clubhouse_session").unwrap();
 
-    browser
-        .post_form("/logout", &[])
-        .await
-        .assert_redirect_to("/");
+    browser.submit("/logout", &[]).await.assert_redirect_to("/");
     assert!(
         browser.cookie("clubhouse_session").is_none(),
         "cookie removed"
@@ -236,12 +233,15 @@ async fn the_brokers_error_is_shown_escaped_with_a_way_to_start_again() {
 #[actix_web::test]
 async fn two_concurrent_posts_of_one_token_give_exactly_one_session() {
     let app = spawn_app().await;
-    let auth = app
-        .start_login(&app.browser(), "frank@example.com", None)
-        .await;
+    let browser = app.browser();
+    let auth = app.start_login(&browser, "frank@example.com", None).await;
     let token = app.token_for(&auth);
-    let (a, b) = (app.browser(), app.browser());
-    let (first, second) = tokio::join!(app.post_token(&a, &token), app.post_token(&b, &token));
+    // The same browser (with the binding cookie) posts the token twice at once, as a double
+    // click on the broker's page would.
+    let (first, second) = tokio::join!(
+        app.post_token(&browser, &token),
+        app.post_token(&browser, &token)
+    );
     let statuses = [first.status, second.status];
     assert_eq!(
         statuses
@@ -270,7 +270,7 @@ async fn an_unreachable_broker_gives_a_friendly_page_not_a_500() {
     let started = std::time::Instant::now();
     let page = app
         .browser()
-        .post_form("/login", &[("email", "gina@example.com")])
+        .submit("/login", &[("email", "gina@example.com")])
         .await;
     assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(page.body.contains("not answering"), "{}", page.body);
@@ -318,7 +318,7 @@ async fn sessions_survive_a_restart_and_work_on_every_instance() {
 
     let crate::helpers::TestApp { db, broker, .. } = first;
     let second = spawn_app_on(db, broker, &[], &[]).await;
-    let other = Browser::new(&second.address);
+    let other = second.browser();
     other.set_cookie("clubhouse_session", &cookie);
     let page = other.get("/members").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -335,28 +335,83 @@ async fn unknown_pages_get_a_friendly_404() {
 }
 
 #[actix_web::test]
-async fn a_malformed_form_gets_a_friendly_400() {
+async fn malformed_forms_get_a_friendly_400() {
     let app = spawn_app().await;
-    let page = app
-        .browser()
-        .post_raw(
+    let browser = app.browser();
+    let token = browser.form_token().await;
+    for (path, content_type, body) in [
+        // Not a form at all.
+        (
+            "/login",
+            "text/plain",
+            format!("email=a@example.com&csrf_token={token}").into_bytes(),
+        ),
+        // A form without its required field.
+        (
             "/login",
             "application/x-www-form-urlencoded",
-            b"email=%ff%fe".to_vec(),
-        )
-        .await;
-    assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(page.body.contains("<html"), "{}", page.body);
-    let page = app
-        .browser()
+            format!("csrf_token={token}").into_bytes(),
+        ),
+        // Percent-encoded bytes that are not UTF-8, and raw ones.
+        (
+            "/verify",
+            "application/x-www-form-urlencoded",
+            b"id_token=%ff%fe%fd".to_vec(),
+        ),
+        (
+            "/verify",
+            "application/x-www-form-urlencoded",
+            b"id_token=\xff\xfe".to_vec(),
+        ),
+        // Broken percent-encoding.
+        (
+            "/verify",
+            "application/x-www-form-urlencoded",
+            b"id_token=%zz%".to_vec(),
+        ),
+    ] {
+        let page = browser.post_raw(path, content_type, body).await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{path} {content_type}: {}",
+            page.body
+        );
+        assert!(page.body.contains("<html"), "{}", page.body);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_attempts").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 0);
+}
+
+#[actix_web::test]
+async fn oversized_bodies_are_refused_with_a_friendly_page() {
+    let app = spawn_app().await;
+    let browser = app.browser();
+    let page = browser
         .post_raw(
             "/verify",
             "application/x-www-form-urlencoded",
             vec![b'a'; 64 * 1024],
         )
         .await;
-    assert!(page.status.is_client_error(), "{}", page.status);
+    assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", page.body);
     assert!(page.body.contains("<html"));
+    // A token just over the size limit inside a small enough form.
+    let long_token = format!("id_token={}", "a".repeat(9 * 1024));
+    let page = browser
+        .post_raw(
+            "/verify",
+            "application/x-www-form-urlencoded",
+            long_token.into_bytes(),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    // An address longer than 254 characters.
+    let long = format!("{}@example.com", "a".repeat(300));
+    let page = browser.submit("/login", &[("email", &long)]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("too long"), "{}", page.body);
+    assert_eq!(app.count("SELECT COUNT(*) FROM login_attempts").await, 0);
 }
 
 fn session_cookie_header(page: &crate::helpers::Page) -> String {

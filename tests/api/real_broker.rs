@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Browser, TestDb, free_port, spawn_app_on};
+use crate::helpers::{TestDb, free_port, spawn_app_on};
 
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
@@ -302,7 +302,7 @@ async fn a_real_sign_in_through_the_real_broker() {
     browser.assert_signed_in_as("alice@example.com").await;
 
     // Replayed from another browser: refused, no second session.
-    let replayer = Browser::new(&app.address);
+    let replayer = app.browser();
     let page = app.post_token(&replayer, &token).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(replayer.cookie("clubhouse_session").is_none());
