@@ -31,12 +31,24 @@ fn assert_accepted(browser: &Browser, page: &Page) {
     assert!(browser.cookie("clubhouse_session").is_some());
 }
 
+/// Refused, with no session and no member, and the sign-in's nonce still unused: a token that
+/// fails its own checks never reaches the nonce.
 async fn assert_refused(app: &TestApp, browser: &Browser, page: &Page) {
+    assert_refused_leaving(app, browser, page, 1).await;
+}
+
+/// Refused as above, with `attempts` login attempts left. A broker-signed token for the wrong
+/// address does consume its nonce (the sign-in is spoiled either way).
+async fn assert_refused_leaving(app: &TestApp, browser: &Browser, page: &Page, attempts: i64) {
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
     assert!(page.body.contains("Sign-in did not work"), "{}", page.body);
     assert!(browser.cookie("clubhouse_session").is_none());
     assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM members").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM login_attempts").await,
+        attempts
+    );
 }
 
 async fn member_email(app: &TestApp) -> String {
@@ -146,7 +158,7 @@ async fn unexpected_email_transform_without_email_original() {
         c.as_object_mut().unwrap().remove("email_original");
     })
     .await;
-    assert_refused(&app, &b, &p).await;
+    assert_refused_leaving(&app, &b, &p, 0).await;
 }
 
 #[actix_web::test]
@@ -156,7 +168,7 @@ async fn unexpected_email_original_transform() {
         c["email_original"] = json!("jane@example.com");
     })
     .await;
-    assert_refused(&app, &b, &p).await;
+    assert_refused_leaving(&app, &b, &p, 0).await;
 }
 
 #[actix_web::test]

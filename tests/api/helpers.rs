@@ -340,25 +340,31 @@ impl Browser {
 
     /// A same-site form POST, exactly as given (no CSRF token is added).
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .insert_header(("origin", self.origin.as_str()));
-        if let Some(cookies) = self.cookie_header(false) {
-            req = req.insert_header(("cookie", cookies));
-        }
-        let res = req.send_form(&fields).await.expect("POST");
-        self.read(res).await
+        let origin = self.origin.clone();
+        self.post_with(path, fields, &[("origin", &origin)], false)
+            .await
     }
 
     /// The broker's auto-submitted form: a cross-site POST from a sandboxed page, so
     /// `Origin: null` and no SameSite=Lax/Strict cookies.
     pub async fn post_from_broker(&self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .insert_header(("origin", "null"));
-        if let Some(cookies) = self.cookie_header(true) {
+        self.post_with(path, fields, &[("origin", "null")], true)
+            .await
+    }
+
+    /// A form POST with these request headers; `cross_site` sends only SameSite=None cookies.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        cross_site: bool,
+    ) -> Page {
+        let mut req = self.client.post(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        if let Some(cookies) = self.cookie_header(cross_site) {
             req = req.insert_header(("cookie", cookies));
         }
         let res = req.send_form(&fields).await.expect("POST");
@@ -387,6 +393,13 @@ pub struct AuthRequest {
 }
 
 impl AuthRequest {
+    /// Takes apart the `Location` of the answer to `POST /login`.
+    pub fn from_location(location: &str) -> AuthRequest {
+        let url = url::Url::parse(location).expect("auth URL");
+        let params = url.query_pairs().into_owned().collect();
+        AuthRequest { url, params }
+    }
+
     /// One parameter (empty if absent).
     pub fn param(&self, name: &str) -> String {
         self.params.get(name).cloned().unwrap_or_default()
@@ -412,9 +425,7 @@ impl TestApp {
         }
         let page = browser.submit("/login", &fields).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "login: {}", page.body);
-        let url = url::Url::parse(&page.location()).expect("auth URL");
-        let params = url.query_pairs().into_owned().collect();
-        AuthRequest { url, params }
+        AuthRequest::from_location(&page.location())
     }
 
     /// The token the broker would post back for this request.

@@ -2,6 +2,7 @@
 //! when TEST_DATABASE_URL is set), and a test broker that signs tokens with a test key.
 
 mod adapter;
+mod attacks;
 mod broker;
 mod conformance;
 mod helpers;
