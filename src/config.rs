@@ -154,26 +154,13 @@ impl Config {
         };
         let rate_limit_login_per_ip = limit("RATE_LIMIT_LOGIN_PER_IP", "10/1m")?;
         let rate_limit_login_per_email = limit("RATE_LIMIT_LOGIN_PER_EMAIL", "5/15m")?;
-        let trusted_proxies = var("TRUSTED_PROXIES")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<IpAddr>()
-                    .map_err(|_| invalid("TRUSTED_PROXIES", format!("{s:?} is not an IP address")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let admin_emails = var("ADMIN_EMAILS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                EmailAddress::parse(s)
-                    .map_err(|e| invalid("ADMIN_EMAILS", format!("{s:?} is not usable: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = parse_list(&var, "TRUSTED_PROXIES", |s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("{s:?} is not an IP address"))
+        })?;
+        let admin_emails = parse_list(&var, "ADMIN_EMAILS", |s| {
+            EmailAddress::parse(s).map_err(|e| format!("{s:?} is not usable: {e}"))
+        })?;
         let site_name = var("SITE_NAME").unwrap_or_else(|| "Clubhouse".into());
 
         Ok(Config {
@@ -296,6 +283,21 @@ fn parse_origin(name: &'static str, raw: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// Parses a comma-separated list, each item with `parse`; empty items are skipped.
+fn parse_list<T>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse(s).map_err(|message| invalid(name, message)))
+        .collect()
 }
 
 fn parse_duration_var(

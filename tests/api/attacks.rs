@@ -121,10 +121,7 @@ async fn the_binding_cookie_is_scoped_secure_and_cross_site() {
 #[actix_web::test]
 async fn logout_without_or_with_a_wrong_csrf_token_is_refused() {
     let app = spawn_app().await;
-    let browser = app.browser();
-    app.sign_in(&browser, "dora@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("dora@example.com").await;
     for fields in [
         vec![],
         vec![("csrf_token", "0".repeat(64))],
@@ -145,10 +142,7 @@ async fn a_csrf_token_from_another_browser_is_refused() {
     let app = spawn_app().await;
     let attacker = app.browser();
     let stolen = attacker.form_token().await;
-    let victim = app.browser();
-    app.sign_in(&victim, "eve.victim@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let victim = app.signed_in_browser("eve.victim@example.com").await;
     let page = victim
         .post_form("/logout", &[("csrf_token", &stolen)])
         .await;
@@ -170,10 +164,7 @@ async fn login_without_a_csrf_token_starts_nothing() {
 #[actix_web::test]
 async fn a_valid_token_from_a_foreign_origin_is_refused() {
     let app = spawn_app().await;
-    let browser = app.browser();
-    app.sign_in(&browser, "gus@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("gus@example.com").await;
     let token = browser.form_token().await;
     for headers in [
         vec![("origin", "https://evil.test")],
@@ -464,10 +455,7 @@ async fn security_headers_are_on_pages_errors_and_redirects() {
 #[actix_web::test]
 async fn a_member_who_stops_being_active_loses_access_at_the_next_request() {
     let app = spawn_app().await;
-    let browser = app.browser();
-    app.sign_in(&browser, "mia@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("mia@example.com").await;
     sqlx::query("UPDATE members SET status = 'suspended'")
         .execute(&app.pool)
         .await
@@ -487,10 +475,7 @@ async fn a_member_who_stops_being_active_loses_access_at_the_next_request() {
 #[actix_web::test]
 async fn sessions_end_after_their_absolute_lifetime_however_busy() {
     let app = spawn_app().await;
-    let browser = app.browser();
-    app.sign_in(&browser, "ned@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("ned@example.com").await;
     // Signed in 91 days ago (SESSION_MAX_AGE is 90 days), used a moment ago.
     sqlx::query("UPDATE sessions SET created_at = $1")
         .bind(chrono::Utc::now().timestamp() - 91 * 86_400)
@@ -506,10 +491,7 @@ async fn sessions_end_after_their_absolute_lifetime_however_busy() {
 #[actix_web::test]
 async fn an_active_session_is_kept_alive_and_an_idle_one_ends() {
     let app = spawn_app_with(&[("SESSION_IDLE_TIMEOUT", "1h"), ("SESSION_MAX_AGE", "1d")]).await;
-    let browser = app.browser();
-    app.sign_in(&browser, "ola@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("ola@example.com").await;
     let now = chrono::Utc::now().timestamp();
     // Nearly idle for an hour: a request moves the expiry forward by the idle timeout.
     sqlx::query("UPDATE sessions SET expires_at = $1")

@@ -445,6 +445,15 @@ impl TestApp {
             .await
     }
 
+    /// A new browser in which `email` has signed in through the whole flow.
+    pub async fn signed_in_browser(&self, email: &str) -> Browser {
+        let browser = self.browser();
+        self.sign_in(&browser, email)
+            .await
+            .assert_redirect_to("/members");
+        browser
+    }
+
     /// Signs `email` in through the whole flow; returns the answer to `/verify`.
     pub async fn sign_in(&self, browser: &Browser, email: &str) -> Page {
         let auth = self.start_login(browser, email, None).await;

@@ -151,10 +151,7 @@ async fn a_next_that_leaves_the_site_is_replaced_by_the_members_page() {
 #[actix_web::test]
 async fn logout_ends_the_session_on_the_server() {
     let app = spawn_app().await;
-    let browser = app.browser();
-    app.sign_in(&browser, "dave@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("dave@example.com").await;
     let stolen_cookie = browser.cookie("clubhouse_session").unwrap();
 
     browser.submit("/logout", &[]).await.assert_redirect_to("/");
@@ -285,10 +282,7 @@ async fn an_unreachable_broker_gives_a_friendly_page_not_a_500() {
 #[actix_web::test]
 async fn admin_emails_are_made_admins() {
     let app = spawn_app_with(&[("ADMIN_EMAILS", "Boss@Example.com, other@example.org")]).await;
-    let browser = app.browser();
-    app.sign_in(&browser, "boss@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("boss@example.com").await;
     let role: String = sqlx::query_scalar("SELECT role FROM members WHERE email = $1")
         .bind("boss@example.com")
         .fetch_one(&app.pool)

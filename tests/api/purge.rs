@@ -58,10 +58,7 @@ async fn an_expired_attempt_is_refused_even_before_the_purge() {
 #[actix_web::test]
 async fn expired_sessions_stop_working_and_are_purged() {
     let app = spawn_app_with(&[("PURGE_INTERVAL", "1s")]).await;
-    let browser = app.browser();
-    app.sign_in(&browser, "lee@example.com")
-        .await
-        .assert_redirect_to("/members");
+    let browser = app.signed_in_browser("lee@example.com").await;
     sqlx::query("UPDATE sessions SET expires_at = $1")
         .bind(chrono::Utc::now().timestamp() - 1)
         .execute(&app.pool)
