@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use clubhouse::config::Config;
 use clubhouse::db;
-use clubhouse::portier::{Broker, RelyingParty, VerifyError};
+use clubhouse::portier::{Broker, Purpose, RelyingParty, VerifyError};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -82,7 +82,14 @@ async fn run(config: &Config, url: &SecretString) -> anyhow::Result<()> {
             // The state is optional: the suite sends it in its first case only.
             ["auth", email, rest @ ..] if rest.len() <= 1 => {
                 match rp
-                    .start(&client, email, "/", rest.first().copied(), None)
+                    .start(
+                        &client,
+                        email,
+                        "/",
+                        rest.first().copied(),
+                        None,
+                        &Purpose::SignIn,
+                    )
                     .await
                 {
                     Ok(url) => format!("ok\t{url}"),

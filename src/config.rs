@@ -52,6 +52,23 @@ pub struct Config {
     pub rate_limit_login_per_email: Option<Limit>,
     /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Who may become a member.
+    pub signup_mode: SignupMode,
+    /// Domains whose addresses are admitted directly in `invite` and `approval` modes.
+    pub allowed_domains: Vec<String>,
+    /// How long audit entries are kept.
+    pub audit_retention: Duration,
+}
+
+/// Who may become a member once the broker has verified their address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupMode {
+    /// Only addresses already on the member list (invited by an admin).
+    Invite,
+    /// Unknown addresses become pending until an admin approves them.
+    Approval,
+    /// Every verified address becomes a member.
+    Open,
 }
 
 /// A setting that could not be used; its message names the variable.
@@ -158,6 +175,24 @@ impl Config {
             s.parse::<IpAddr>()
                 .map_err(|_| format!("{s:?} is not an IP address"))
         })?;
+        let signup_mode = match var("SIGNUP_MODE").as_deref() {
+            None | Some("invite") => SignupMode::Invite,
+            Some("approval") => SignupMode::Approval,
+            Some("open") => SignupMode::Open,
+            Some(other) => {
+                return Err(invalid(
+                    "SIGNUP_MODE",
+                    format!("{other:?}: expected invite, approval or open"),
+                ));
+            }
+        };
+        let allowed_domains = parse_list(&var, "ALLOWED_DOMAINS", |s| {
+            // The same normalization as the domain of an address.
+            EmailAddress::parse(&format!("x@{s}"))
+                .map(|e| e.domain().to_owned())
+                .map_err(|_| format!("{s:?} is not a domain name"))
+        })?;
+        let audit_retention = parse_duration_var(&var, "AUDIT_RETENTION", "180d")?;
         let admin_emails = parse_list(&var, "ADMIN_EMAILS", |s| {
             EmailAddress::parse(s).map_err(|e| format!("{s:?} is not usable: {e}"))
         })?;
@@ -180,6 +215,9 @@ impl Config {
             rate_limit_login_per_ip,
             rate_limit_login_per_email,
             trusted_proxies,
+            signup_mode,
+            allowed_domains,
+            audit_retention,
         })
     }
 
@@ -389,6 +427,9 @@ mod tests {
             ("RATE_LIMIT_LOGIN_PER_EMAIL", "5"),
             ("TRUSTED_PROXIES", "proxy.local"),
             ("SESSION_MAX_AGE", "1d"),
+            ("SIGNUP_MODE", "everyone"),
+            ("ALLOWED_DOMAINS", "not a domain"),
+            ("AUDIT_RETENTION", "forever"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{e}");

@@ -30,12 +30,15 @@ pub enum AppError {
         /// The local path that was asked for.
         next: String,
     },
-    /// 403: the broker vouched for the address, but its membership is not active.
-    #[error("membership not active ({status})")]
-    NotAdmitted {
-        /// The member's status.
-        status: String,
-    },
+    /// 403: the broker vouched for the address, but it may not enter (no session is started).
+    #[error("not admitted: {0:?}")]
+    NotAdmitted(Refusal),
+    /// 403: the page or action is for admins.
+    #[error("admins only")]
+    AdminsOnly,
+    /// 409: the change cannot be made as asked; the text says why.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// 403: a state-changing form without a valid CSRF token, or sent from another site.
     #[error("CSRF check failed: {0}")]
     CsrfRejected(&'static str),
@@ -72,6 +75,17 @@ impl AppError {
     }
 }
 
+/// Why a verified visitor was not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not on the member list of an invite-only site.
+    NotInvited,
+    /// Waiting for approval.
+    Pending,
+    /// Suspended.
+    Suspended,
+}
+
 /// What an error page says. Attached to error responses as an extension.
 #[derive(Debug, Clone)]
 pub struct ErrorDetails {
@@ -98,7 +112,8 @@ impl ResponseError for AppError {
                 StatusCode::BAD_REQUEST
             }
             AppError::SignInRequired { .. } => StatusCode::SEE_OTHER,
-            AppError::NotAdmitted { .. } => StatusCode::FORBIDDEN,
+            AppError::NotAdmitted(_) | AppError::AdminsOnly => StatusCode::FORBIDDEN,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::CsrfRejected(_) => StatusCode::FORBIDDEN,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -121,18 +136,45 @@ impl ResponseError for AppError {
                     .insert_header((header::LOCATION, location))
                     .finish();
             }
-            AppError::NotAdmitted { status } => {
-                tracing::info!(%status, "sign-in of a member who is not active");
-                ErrorDetails {
-                    title: "Your membership is not active".into(),
-                    message: format!(
-                        "Your address was confirmed, but your membership is {status}. \
-                         Please contact the site's owner."
+            AppError::NotAdmitted(refusal) => {
+                let (title, message) = match refusal {
+                    Refusal::NotInvited => (
+                        "You are not a member yet",
+                        "Your address was confirmed, but it is not on this site's member list. \
+                         This site is by invitation: ask its owner to invite you.",
                     ),
+                    Refusal::Pending => (
+                        "Waiting for approval",
+                        "Your address was confirmed and your request to join is waiting for an \
+                         admin's approval. You can sign in once it is approved.",
+                    ),
+                    Refusal::Suspended => (
+                        "Your membership is suspended",
+                        "Your address was confirmed, but your membership is suspended. Please \
+                         contact the site's owner.",
+                    ),
+                };
+                ErrorDetails {
+                    title: title.into(),
+                    message: message.into(),
                     reference: None,
                     offer_sign_in: false,
                 }
             }
+            AppError::AdminsOnly => ErrorDetails {
+                title: "This page is for admins".into(),
+                message: "You are signed in, but only the site's admins can open this page or \
+                          make this change."
+                    .into(),
+                reference: None,
+                offer_sign_in: false,
+            },
+            AppError::Conflict(why) => ErrorDetails {
+                title: "That change was not made".into(),
+                message: why.clone(),
+                reference: None,
+                offer_sign_in: false,
+            },
             AppError::BadRequest(why) => ErrorDetails {
                 title: "That request could not be used".into(),
                 message: why.clone(),

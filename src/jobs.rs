@@ -18,12 +18,20 @@ pub struct Purged {
     pub sessions: u64,
     /// Rate-limit counters whose window ended.
     pub rate_limits: u64,
+    /// Audit entries older than the retention period.
+    pub audit_entries: u64,
 }
 
 /// Deletes everything that expired before `now`, batch by batch. Several instances may run
 /// this on one database at the same time: each row is deleted once, by whoever gets it first.
-pub async fn purge_expired(pool: &Pool, now: i64) -> Result<Purged, sqlx::Error> {
+pub async fn purge_expired(
+    pool: &Pool,
+    now: i64,
+    audit_retention: Duration,
+) -> Result<Purged, sqlx::Error> {
+    let audit_before = now - audit_retention.as_secs() as i64;
     Ok(Purged {
+        audit_entries: drain(|| db::audit::delete_older(pool, audit_before, PURGE_BATCH)).await?,
         login_attempts: drain(|| db::login_attempts::delete_expired(pool, now, PURGE_BATCH))
             .await?,
         sessions: drain(|| db::sessions::delete_expired(pool, now, PURGE_BATCH)).await?,
@@ -48,7 +56,12 @@ where
 }
 
 /// Runs [`purge_expired`] every `interval` until `stop` turns true.
-pub async fn run_purge(pool: Pool, interval: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run_purge(
+    pool: Pool,
+    interval: Duration,
+    audit_retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     // The first run is one interval after start, not at start: start-up stays quick, and
     // several instances started together do not all purge at once.
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -61,12 +74,13 @@ pub async fn run_purge(pool: Pool, interval: Duration, mut stop: watch::Receiver
         if *stop.borrow() {
             break;
         }
-        match purge_expired(&pool, db::now()).await {
+        match purge_expired(&pool, db::now(), audit_retention).await {
             Ok(p) if p == Purged::default() => tracing::debug!("purge: nothing expired"),
             Ok(p) => tracing::info!(
                 login_attempts = p.login_attempts,
                 sessions = p.sessions,
                 rate_limits = p.rate_limits,
+                audit_entries = p.audit_entries,
                 "purged expired rows"
             ),
             Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),

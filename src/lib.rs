@@ -3,11 +3,14 @@
 //! Requests flow one way: `routes` (HTTP) call the domain modules (`members`, `portier`,
 //! `sessions`), which call `db` (SQL only). `templates` render pages; `jobs` purge.
 
+pub mod audit;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod email;
 pub mod error;
 pub mod jobs;
+pub mod member_csv;
 pub mod members;
 pub mod portier;
 pub mod rate_limit;

@@ -1,12 +1,15 @@
-//! Runs the site: read settings, set up logs, serve.
+//! Runs the site, or one of the management commands: read settings, set up logs, go.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use clubhouse::cli::{Cli, Command};
 use clubhouse::config::Config;
 use clubhouse::startup::Application;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     clubhouse::telemetry::init();
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -15,6 +18,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match cli.command {
+        None | Some(Command::Serve) => serve(config).await,
+        Some(command) => {
+            match clubhouse::cli::run(command, &config, &mut std::io::stdout()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("clubhouse: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
     let public_url = config.public_url.clone();
     let database = config.database_url_redacted();
     let broker = config.broker_url.clone();

@@ -1,8 +1,9 @@
-//! Membership policy: who may enter once the broker has vouched for an address.
-//!
-//! For now every verified address becomes an active member, and addresses listed in
-//! `ADMIN_EMAILS` become admins. A member whose status is not `active` is refused.
+//! Membership policy: who may enter once the broker has vouched for an address, and every
+//! change to the member list. Each change is written together with its audit entry in one
+//! transaction.
 
+use crate::audit::{self, Action, Event};
+use crate::config::{Config, SignupMode};
 use crate::db::{self, Pool, members::Member};
 use crate::email::EmailAddress;
 
@@ -11,40 +12,102 @@ use crate::email::EmailAddress;
 pub enum Admission {
     /// Welcome in.
     Admitted(Member),
-    /// Known, but not allowed in (the member's status says why).
-    Refused(Member),
+    /// Not on the member list, and this site is invite-only.
+    NotInvited,
+    /// Waiting for an admin's approval (asked just now, or earlier).
+    Pending,
+    /// Suspended by an admin.
+    Suspended,
 }
 
-/// Records the sign-in of `email` (already verified by the broker) and decides on it.
+fn new_member(email: &EmailAddress, role: &str, status: &str, now: i64) -> Member {
+    Member {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.as_str().to_owned(),
+        display_name: default_display_name(email),
+        role: role.to_owned(),
+        status: status.to_owned(),
+        created_at: now,
+        last_login_at: None,
+    }
+}
+
+/// Decides on `email`, which the broker has just verified, and records the decision. Nobody
+/// learns whether an address is a member before the broker has verified it.
 pub async fn admit(
     pool: &Pool,
-    admin_emails: &[EmailAddress],
+    config: &Config,
     email: &EmailAddress,
 ) -> Result<Admission, sqlx::Error> {
-    let role = if admin_emails.contains(email) {
-        "admin"
-    } else {
-        "member"
-    };
     let now = db::now();
-    let member = db::members::record_sign_in(
-        pool,
-        &Member {
-            id: uuid::Uuid::new_v4().to_string(),
-            email: email.as_str().to_owned(),
-            display_name: default_display_name(email),
-            role: role.to_owned(),
-            status: "active".to_owned(),
-            created_at: now,
-            last_login_at: Some(now),
-        },
-    )
-    .await?;
-    Ok(if member.status == "active" {
-        Admission::Admitted(member)
-    } else {
-        Admission::Refused(member)
-    })
+    let is_admin = config.admin_emails.contains(email);
+    let mut tx = db::begin_write(pool).await?;
+    let existing = db::members::find_by_email(&mut *tx, email.as_str()).await?;
+    let member = match existing {
+        Some(m) => m,
+        None => {
+            let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
+            let status = match config.signup_mode {
+                _ if is_admin || allowed_domain => "active",
+                SignupMode::Open => "active",
+                SignupMode::Approval => "pending",
+                SignupMode::Invite => {
+                    let event = Event {
+                        email: Some(email.as_str()),
+                        detail: "not_invited",
+                        ..Event::default()
+                    };
+                    audit::record(&mut *tx, Action::SignInRefused, event).await?;
+                    tx.commit().await?;
+                    return Ok(Admission::NotInvited);
+                }
+            };
+            let role = if is_admin { "admin" } else { "member" };
+            let fresh = new_member(email, role, status, now);
+            // Two first sign-ins at once: the second finds the first one's row.
+            db::members::insert_if_absent(&mut *tx, &fresh).await?;
+            let stored = db::members::find_by_email(&mut *tx, email.as_str()).await?;
+            let Some(stored) = stored else {
+                return Err(sqlx::Error::RowNotFound);
+            };
+            if stored.status == "pending" {
+                let event = Event {
+                    subject: Some(&stored.id),
+                    email: Some(email.as_str()),
+                    ..Event::default()
+                };
+                audit::record(&mut *tx, Action::MemberRequested, event).await?;
+            }
+            stored
+        }
+    };
+    let refused = match member.status.as_str() {
+        "pending" => Some((Admission::Pending, "pending")),
+        "suspended" => Some((Admission::Suspended, "suspended")),
+        _ => None,
+    };
+    if let Some((admission, reason)) = refused {
+        let event = Event {
+            subject: Some(&member.id),
+            email: Some(email.as_str()),
+            detail: reason,
+            ..Event::default()
+        };
+        audit::record(&mut *tx, Action::SignInRefused, event).await?;
+        tx.commit().await?;
+        return Ok(admission);
+    }
+    let member = db::members::record_sign_in(&mut *tx, &member.id, now, is_admin)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let event = Event {
+        actor: Some(&member.id),
+        subject: Some(&member.id),
+        ..Event::default()
+    };
+    audit::record(&mut *tx, Action::SignIn, event).await?;
+    tx.commit().await?;
+    Ok(Admission::Admitted(member))
 }
 
 /// The local part of the address, until the member chooses a name.
@@ -54,4 +117,253 @@ pub fn default_display_name(email: &EmailAddress) -> String {
         .rsplit_once('@')
         .map(|(local, _)| local.to_owned())
         .unwrap_or_default()
+}
+
+/// Why a change to the member list was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// No such member.
+    #[error("no such member")]
+    NotFound,
+    /// The change would leave the site without an active admin.
+    #[error("the last active admin cannot be demoted, suspended or removed")]
+    LastAdmin,
+    /// The member is not in a state the change applies to (e.g. approving an active member).
+    #[error("that change does not apply to a member who is {0}")]
+    NotApplicable(String),
+    /// The address belongs to another member.
+    #[error("that address already belongs to another member")]
+    EmailTaken,
+    /// The value is not acceptable; the text says why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Explains a refused guarded update: not there, last admin, or not applicable.
+async fn why_not(pool: &Pool, id: &str) -> ChangeError {
+    match db::members::find_by_id(pool, id).await {
+        Err(e) => ChangeError::Database(e),
+        Ok(None) => ChangeError::NotFound,
+        Ok(Some(m)) if m.role == "admin" && m.status == "active" => ChangeError::LastAdmin,
+        Ok(Some(m)) => ChangeError::NotApplicable(m.status),
+    }
+}
+
+/// An admin's change of status: approve (`pending` to `active`), suspend (`active` to
+/// `suspended`, ending the member's sessions at once) or reactivate.
+pub async fn change_status(
+    pool: &Pool,
+    actor: &str,
+    id: &str,
+    action: Action,
+) -> Result<(), ChangeError> {
+    let (from, to) = match action {
+        Action::MemberApproved => ("pending", "active"),
+        Action::MemberSuspended => ("active", "suspended"),
+        Action::MemberReactivated => ("suspended", "active"),
+        _ => return Err(ChangeError::Invalid("not a status change".into())),
+    };
+    let mut tx = db::begin_write(pool).await?;
+    if !db::members::set_status(&mut *tx, id, from, to).await? {
+        tx.rollback().await?;
+        return Err(why_not(pool, id).await);
+    }
+    if to == "suspended" {
+        db::sessions::delete_for_member(&mut *tx, id, None).await?;
+    }
+    audit::record(
+        &mut *tx,
+        action,
+        Event {
+            actor: Some(actor),
+            subject: Some(id),
+            ..Event::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An admin rejects a pending request: the row is deleted.
+pub async fn reject(pool: &Pool, actor: &str, id: &str) -> Result<(), ChangeError> {
+    match db::members::find_by_id(pool, id).await? {
+        None => Err(ChangeError::NotFound),
+        Some(m) if m.status != "pending" => Err(ChangeError::NotApplicable(m.status)),
+        Some(_) => {
+            let mut tx = db::begin_write(pool).await?;
+            db::members::delete(&mut *tx, id).await?;
+            audit::record(
+                &mut *tx,
+                Action::MemberRejected,
+                Event {
+                    actor: Some(actor),
+                    subject: Some(id),
+                    ..Event::default()
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    }
+}
+
+/// An admin changes a member's role (`member` or `admin`).
+pub async fn change_role(
+    pool: &Pool,
+    actor: &str,
+    id: &str,
+    role: &str,
+) -> Result<(), ChangeError> {
+    if role != "member" && role != "admin" {
+        return Err(ChangeError::Invalid("a role is member or admin".into()));
+    }
+    let mut tx = db::begin_write(pool).await?;
+    if !db::members::set_role(&mut *tx, id, role).await? {
+        tx.rollback().await?;
+        return match db::members::find_by_id(pool, id).await? {
+            None => Err(ChangeError::NotFound),
+            Some(m) if m.role == role => Ok(()),
+            Some(_) => Err(ChangeError::LastAdmin),
+        };
+    }
+    audit::record(
+        &mut *tx,
+        Action::RoleChanged,
+        Event {
+            actor: Some(actor),
+            subject: Some(id),
+            detail: role,
+            ..Event::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes a member and their sessions; `action` says whether an admin removed them or they
+/// deleted their own account. Only a hash of the address stays, in the audit log.
+pub async fn remove(pool: &Pool, actor: &str, id: &str, action: Action) -> Result<(), ChangeError> {
+    let Some(member) = db::members::find_by_id(pool, id).await? else {
+        return Err(ChangeError::NotFound);
+    };
+    let mut tx = db::begin_write(pool).await?;
+    if !db::members::delete(&mut *tx, id).await? {
+        tx.rollback().await?;
+        return Err(why_not(pool, id).await);
+    }
+    let event = Event {
+        actor: Some(actor),
+        subject: Some(id),
+        email: Some(&member.email),
+        ..Event::default()
+    };
+    audit::record(&mut *tx, action, event).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What inviting a list of addresses did, address by address.
+#[derive(Debug, Default)]
+pub struct InviteReport {
+    /// Newly invited.
+    pub invited: Vec<String>,
+    /// Already on the member list (left as they are).
+    pub existing: Vec<String>,
+    /// Not addresses: what was typed, and why.
+    pub invalid: Vec<(String, String)>,
+}
+
+/// An admin invites addresses (separated by commas, semicolons, spaces or lines).
+pub async fn invite(pool: &Pool, actor: &str, text: &str) -> Result<InviteReport, sqlx::Error> {
+    let mut report = InviteReport::default();
+    let now = db::now();
+    let mut tx = db::begin_write(pool).await?;
+    for raw in text
+        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        match EmailAddress::parse(raw) {
+            Err(e) => report
+                .invalid
+                .push((raw.chars().take(254).collect(), e.to_string())),
+            Ok(email) => {
+                let fresh = new_member(&email, "member", "invited", now);
+                if db::members::insert_if_absent(&mut *tx, &fresh).await? {
+                    let event = Event {
+                        actor: Some(actor),
+                        subject: Some(&fresh.id),
+                        email: Some(email.as_str()),
+                        ..Event::default()
+                    };
+                    audit::record(&mut *tx, Action::MemberInvited, event).await?;
+                    report.invited.push(email.to_string());
+                } else {
+                    report.existing.push(email.to_string());
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// The longest display name accepted.
+pub const MAX_NAME: usize = 80;
+
+/// A member renames themselves.
+pub async fn rename(pool: &Pool, id: &str, name: &str) -> Result<(), ChangeError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(ChangeError::Invalid(format!(
+            "A display name has 1 to {MAX_NAME} characters, without line breaks."
+        )));
+    }
+    let mut tx = db::begin_write(pool).await?;
+    db::members::set_display_name(&mut *tx, id, name).await?;
+    audit::record(
+        &mut *tx,
+        Action::DisplayNameChanged,
+        Event {
+            actor: Some(id),
+            subject: Some(id),
+            ..Event::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Gives a member the address they have just verified, keeping their id, role and history,
+/// and ends all their sessions (the caller starts a new one for the browser that verified).
+pub async fn change_email(pool: &Pool, id: &str, email: &EmailAddress) -> Result<(), ChangeError> {
+    let mut tx = db::begin_write(pool).await?;
+    match db::members::set_email(&mut *tx, id, email.as_str()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ChangeError::NotFound),
+        Err(e) if matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation()) => {
+            return Err(ChangeError::EmailTaken);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    db::sessions::delete_for_member(&mut *tx, id, None).await?;
+    audit::record(
+        &mut *tx,
+        Action::EmailChanged,
+        Event {
+            actor: Some(id),
+            subject: Some(id),
+            email: Some(email.as_str()),
+            ..Event::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

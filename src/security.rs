@@ -33,8 +33,9 @@ fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
-/// SHA-256 of a cookie value, as stored beside a login attempt.
-pub fn binding_hash(value: &str) -> String {
+/// SHA-256 as lowercase hex: how binding cookies and addresses are kept when only a
+/// comparison is needed.
+pub fn sha256_hex(value: &str) -> String {
     hex(&Sha256::digest(value.as_bytes()))
 }
 
@@ -45,7 +46,7 @@ pub fn binding_hash(value: &str) -> String {
 /// `Path=/verify` so no other request carries it; it lives as long as the attempt.
 pub fn new_binding() -> (Cookie<'static>, String) {
     let value = random_token();
-    let hash = binding_hash(&value);
+    let hash = sha256_hex(&value);
     let cookie = Cookie::build(BINDING_COOKIE, value)
         .path("/verify")
         .http_only(true)
@@ -58,7 +59,7 @@ pub fn new_binding() -> (Cookie<'static>, String) {
 
 /// The hash of the binding cookie this request carries, if any.
 pub fn presented_binding(req: &HttpRequest) -> Option<String> {
-    req.cookie(BINDING_COOKIE).map(|c| binding_hash(c.value()))
+    req.cookie(BINDING_COOKIE).map(|c| sha256_hex(c.value()))
 }
 
 /// A cookie that removes the binding cookie once it has served.

@@ -23,6 +23,9 @@ use crate::db::{self, Pool};
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "clubhouse_session";
 const MEMBER_ID: &str = "member_id";
+const HANDLE: &str = "handle";
+const USER_AGENT: &str = "user_agent";
+const IP: &str = "ip";
 const KEY_SETTING: &str = "session_cookie_key";
 
 /// Decodes a `SESSION_KEY` value: base64 of at least 64 random bytes.
@@ -89,10 +92,24 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn member_of(state: &HashMap<String, String>) -> Option<String> {
-    state
-        .get(MEMBER_ID)
-        .and_then(|v| serde_json::from_str::<String>(v).ok())
+/// The string values of the state (actix-session keeps each as JSON).
+fn state_strings(state: &HashMap<String, String>) -> HashMap<&str, String> {
+    [MEMBER_ID, HANDLE, USER_AGENT, IP]
+        .into_iter()
+        .filter_map(|k| {
+            let v = serde_json::from_str::<String>(state.get(k)?).ok()?;
+            Some((k, v))
+        })
+        .collect()
+}
+
+fn owner<'a>(values: &'a HashMap<&str, String>) -> db::sessions::Owner<'a> {
+    db::sessions::Owner {
+        member_id: values.get(MEMBER_ID).map(String::as_str),
+        handle: values.get(HANDLE).map(String::as_str),
+        user_agent: values.get(USER_AGENT).map(String::as_str),
+        ip: values.get(IP).map(String::as_str),
+    }
 }
 
 impl SessionStore for DbSessionStore {
@@ -130,10 +147,11 @@ impl SessionStore for DbSessionStore {
         let key = SessionKey::try_from(URL_SAFE_NO_PAD.encode(raw))
             .map_err(|e| SaveError::Other(e.into()))?;
         let now = db::now();
+        let values = state_strings(&session_state);
         db::sessions::insert(
             &self.pool,
             &session_id(&key),
-            member_of(&session_state).as_deref(),
+            &owner(&values),
             &state,
             now,
             now + self.idle,
@@ -153,10 +171,11 @@ impl SessionStore for DbSessionStore {
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let now = db::now();
         // A session revoked or expired meanwhile stays gone: nothing is written back.
+        let values = state_strings(&session_state);
         db::sessions::update(
             &self.pool,
             &session_id(&session_key),
-            member_of(&session_state).as_deref(),
+            &owner(&values),
             &state,
             now,
             now + self.idle,
@@ -191,10 +210,28 @@ impl MemberSession {
         self.0.get::<String>(MEMBER_ID).ok().flatten()
     }
 
+    /// This session's public handle (what the member's session list calls it).
+    pub fn handle(&self) -> Option<String> {
+        self.0.get::<String>(HANDLE).ok().flatten()
+    }
+
     /// Starts a signed-in session for `member_id` under a new session key, so that a session
-    /// id planted before sign-in is worthless afterwards.
-    pub fn sign_in(&self, member_id: &str) -> Result<(), actix_session::SessionInsertError> {
+    /// id planted before sign-in is worthless afterwards. The device and address are kept so
+    /// the member can recognize the session in their list.
+    pub fn sign_in(
+        &self,
+        member_id: &str,
+        user_agent: &str,
+        ip: &str,
+    ) -> Result<(), actix_session::SessionInsertError> {
         self.0.renew();
+        self.0.clear();
+        let mut raw = [0u8; 12];
+        rand::rng().fill_bytes(&mut raw);
+        self.0.insert(HANDLE, URL_SAFE_NO_PAD.encode(raw))?;
+        self.0
+            .insert(USER_AGENT, user_agent.chars().take(300).collect::<String>())?;
+        self.0.insert(IP, ip)?;
         self.0.insert(MEMBER_ID, member_id)
     }
 

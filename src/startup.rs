@@ -28,7 +28,7 @@ const FORM_LIMIT: usize = 16 * 1024;
 
 /// What a form that cannot be parsed gets: 413 when too large, else 400. The parser's own
 /// message stays in the log.
-fn form_error(err: UrlencodedError) -> AppError {
+pub fn form_error(err: UrlencodedError) -> AppError {
     tracing::info!(error = %err, "unreadable form");
     match err {
         UrlencodedError::Overflow { .. } => AppError::TooLarge,
@@ -90,6 +90,12 @@ impl Application {
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
         if let Some(problem) = config.binding_problem() {
             tracing::warn!("{problem}");
+        }
+        if db::members::active_admins(&pool).await? == 0 && config.admin_emails.is_empty() {
+            tracing::warn!(
+                "this site has no admin yet: run `clubhouse admin add you@example.org`, or list \
+                 your address in ADMIN_EMAILS and sign in with it"
+            );
         }
         let pool_data = web::Data::new(pool.clone());
         let config_data = web::Data::new(config.clone());
@@ -171,6 +177,7 @@ impl Application {
         let purge = tokio::spawn(jobs::run_purge(
             self.pool.clone(),
             self.config.purge_interval,
+            self.config.audit_retention,
             stop_rx,
         ));
         let result = self.server.await;

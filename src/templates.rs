@@ -12,6 +12,8 @@ pub struct Site {
     pub name: String,
     /// Whether the visitor is signed in (shows "Sign out").
     pub signed_in: bool,
+    /// Whether the visitor is an admin (shows the admin link).
+    pub is_admin: bool,
     /// The CSRF token for this page's forms (empty on pages without forms).
     pub csrf_token: String,
 }
@@ -21,16 +23,26 @@ impl Default for Site {
         Site {
             name: "Clubhouse".into(),
             signed_in: false,
+            is_admin: false,
             csrf_token: String::new(),
         }
     }
 }
 
 impl Site {
-    /// The frame for one request: whether the visitor is signed in, and their form token.
-    pub fn for_visitor(&self, signed_in: bool, csrf: &Csrf) -> Site {
+    /// The frame for an anonymous visitor, with their form token.
+    pub fn for_visitor(&self, csrf: &Csrf) -> Site {
         Site {
-            signed_in,
+            csrf_token: csrf.token().to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The frame for a signed-in member, with their form token.
+    pub fn for_member(&self, member: &Member, csrf: &Csrf) -> Site {
+        Site {
+            signed_in: true,
+            is_admin: member.role == "admin",
             csrf_token: csrf.token().to_owned(),
             ..self.clone()
         }
@@ -49,9 +61,11 @@ pub struct HomePage {
     pub next: String,
     /// What was wrong with the form, if anything.
     pub error: Option<String>,
+    /// The site has no admin yet: say how to add one.
+    pub needs_admin: bool,
 }
 
-/// `GET /members`: the page behind the door.
+/// `GET /members`: the page behind the door, with the directory of active members.
 #[derive(Template)]
 #[template(path = "members.html")]
 pub struct MembersPage {
@@ -59,6 +73,138 @@ pub struct MembersPage {
     pub site: Site,
     /// Who is signed in.
     pub member: Member,
+    /// Display names of the active members.
+    pub directory: Vec<String>,
+}
+
+/// A session as the account page lists it.
+pub struct SessionRow {
+    /// Its handle (for the revoke form).
+    pub handle: String,
+    /// The browser, as it described itself.
+    pub device: String,
+    /// Where it signed in from.
+    pub ip: String,
+    /// When it started, readable.
+    pub created: String,
+    /// When it was last used, readable.
+    pub last_seen: String,
+    /// Whether it is the session showing the page.
+    pub current: bool,
+}
+
+/// `GET /account`: the member's own settings, sessions and data.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    /// The frame.
+    pub site: Site,
+    /// The member.
+    pub member: Member,
+    /// Their live sessions, newest first.
+    pub sessions: Vec<SessionRow>,
+    /// A fixed message about the last change, if any.
+    pub notice: Option<&'static str>,
+    /// What was wrong with the last form, if anything.
+    pub error: Option<String>,
+}
+
+/// `GET /account/delete`: the confirmation step.
+#[derive(Template)]
+#[template(path = "account_delete.html")]
+pub struct DeleteAccountPage {
+    /// The frame.
+    pub site: Site,
+    /// The member.
+    pub member: Member,
+}
+
+/// A member as the admin list shows them.
+pub struct MemberRow {
+    /// The member.
+    pub member: Member,
+    /// Last sign-in, readable.
+    pub last_login: String,
+}
+
+/// `GET /admin`: the member list, invitations and actions.
+#[derive(Template)]
+#[template(path = "admin_members.html")]
+pub struct AdminMembersPage {
+    /// The frame.
+    pub site: Site,
+    /// The signed-in admin's id (their own row has no destructive buttons).
+    pub me: String,
+    /// This page of members.
+    pub rows: Vec<MemberRow>,
+    /// Search text.
+    pub q: String,
+    /// Status filter.
+    pub status: String,
+    /// Role filter.
+    pub role: String,
+    /// Page number, from 1.
+    pub page: i64,
+    /// Number of pages.
+    pub pages: i64,
+    /// Members matching the filter.
+    pub total: i64,
+    /// Query string for links to other pages (without `page`).
+    pub filter_query: String,
+    /// A fixed message about the last change, if any.
+    pub notice: Option<&'static str>,
+    /// Lines reporting the last invitation, if any.
+    pub report: Vec<String>,
+}
+
+/// `GET`/`POST /admin/import`: paste CSV, preview it row by row, then apply.
+#[derive(Template)]
+#[template(path = "admin_import.html")]
+pub struct AdminImportPage {
+    /// The frame.
+    pub site: Site,
+    /// The CSV text (kept for the apply step).
+    pub text: String,
+    /// The checked rows, once previewed.
+    pub rows: Vec<crate::member_csv::ImportRow>,
+    /// A problem with the file as a whole.
+    pub file_error: Option<String>,
+    /// Whether the preview found no error (then it can be applied).
+    pub can_apply: bool,
+    /// What applying did, once applied.
+    pub applied: Option<String>,
+}
+
+/// An audit entry as the admin page shows it.
+pub struct AuditRow {
+    /// When, readable.
+    pub at: String,
+    /// The action.
+    pub action: String,
+    /// Who did it (address if still a member, else the id).
+    pub actor: String,
+    /// Whom it was done to.
+    pub subject: String,
+    /// Reason or value.
+    pub detail: String,
+}
+
+/// `GET /admin/audit`: the audit log, with filters.
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+pub struct AdminAuditPage {
+    /// The frame.
+    pub site: Site,
+    /// The entries on this page.
+    pub rows: Vec<AuditRow>,
+    /// Action filter.
+    pub action: String,
+    /// Every action name, for the filter.
+    pub actions: Vec<&'static str>,
+    /// Page number, from 1.
+    pub page: i64,
+    /// Whether there is a next page.
+    pub has_next: bool,
 }
 
 /// Any error, drawn by [`crate::error::render_error_pages`].

@@ -17,6 +17,10 @@ pub struct LoginAttempt {
     pub expires_at: i64,
     /// SHA-256 of the binding cookie of the browser that started it (`None`: not bound).
     pub binding_hash: Option<String>,
+    /// `sign_in`, or `change_email` (confirming a member's new address).
+    pub purpose: String,
+    /// For `change_email`: the member whose address changes.
+    pub member_id: Option<String>,
 }
 
 /// Stores a new attempt.
@@ -26,8 +30,8 @@ pub async fn insert<'c>(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO login_attempts \
-         (nonce, email, next_path, created_at, expires_at, binding_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         (nonce, email, next_path, created_at, expires_at, binding_hash, purpose, member_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&attempt.nonce)
     .bind(&attempt.email)
@@ -35,6 +39,8 @@ pub async fn insert<'c>(
     .bind(attempt.created_at)
     .bind(attempt.expires_at)
     .bind(&attempt.binding_hash)
+    .bind(&attempt.purpose)
+    .bind(&attempt.member_id)
     .execute(db)
     .await?;
     Ok(())
@@ -51,7 +57,7 @@ pub async fn take<'c>(
     sqlx::query_as(
         "DELETE FROM login_attempts \
          WHERE nonce = $1 AND (binding_hash IS NULL OR binding_hash = $2) \
-         RETURNING nonce, email, next_path, created_at, expires_at, binding_hash",
+         RETURNING nonce, email, next_path, created_at, expires_at, binding_hash, purpose, member_id",
     )
     .bind(nonce)
     // No cookie: an empty string, which no hash equals.

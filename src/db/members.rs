@@ -3,9 +3,9 @@
 use sqlx::{Any, Executor, FromRow};
 
 /// A member, as stored.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct Member {
-    /// A uuid, stable for the member's lifetime.
+    /// A uuid, stable for the member's lifetime (also across address changes).
     pub id: String,
     /// The normalized address.
     pub email: String,
@@ -28,6 +28,15 @@ macro_rules! columns {
     };
 }
 
+/// The condition that protects the last active admin from losing that standing. Part of the
+/// same statement as the change, so the count and the change cannot drift apart.
+macro_rules! not_last_admin {
+    () => {
+        "NOT (role = 'admin' AND status = 'active' AND \
+         (SELECT COUNT(*) FROM members AS m WHERE m.role = 'admin' AND m.status = 'active') <= 1)"
+    };
+}
+
 /// The member with this id.
 pub async fn find_by_id<'c>(
     db: impl Executor<'c, Database = Any>,
@@ -43,27 +52,266 @@ pub async fn find_by_id<'c>(
     .await
 }
 
-/// Records a sign-in: creates the member (active, with `role`) if the address is new, or
-/// updates the last sign-in time. An `admin` role is applied to existing members too; a
-/// `member` role never demotes anyone. Returns the row as it is afterwards.
+/// The member with this normalized address.
+pub async fn find_by_email<'c>(
+    db: impl Executor<'c, Database = Any>,
+    email: &str,
+) -> Result<Option<Member>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM members WHERE email = $1"
+    ))
+    .bind(email)
+    .fetch_optional(db)
+    .await
+}
+
+/// Stores a new member unless the address is taken; returns whether it was stored.
+pub async fn insert_if_absent<'c>(
+    db: impl Executor<'c, Database = Any>,
+    m: &Member,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO members (id, email, display_name, role, status, created_at, last_login_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(&m.id)
+    .bind(&m.email)
+    .bind(&m.display_name)
+    .bind(&m.role)
+    .bind(&m.status)
+    .bind(m.created_at)
+    .bind(m.last_login_at)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a sign-in of an existing member: the time, `invited` becomes `active`, and
+/// `make_admin` promotes. Returns the row as it is afterwards.
 pub async fn record_sign_in<'c>(
     db: impl Executor<'c, Database = Any>,
-    new: &Member,
-) -> Result<Member, sqlx::Error> {
+    id: &str,
+    now: i64,
+    make_admin: bool,
+) -> Result<Option<Member>, sqlx::Error> {
     sqlx::query_as(concat!(
-        "INSERT INTO members (id, email, display_name, role, status, created_at, last_login_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6) \
-         ON CONFLICT (email) DO UPDATE SET last_login_at = excluded.last_login_at, \
-         role = CASE WHEN excluded.role = 'admin' THEN 'admin' ELSE members.role END \
-         RETURNING ",
+        "UPDATE members SET last_login_at = $2, \
+         status = CASE WHEN status = 'invited' THEN 'active' ELSE status END, \
+         role = CASE WHEN $3 = 1 THEN 'admin' ELSE role END \
+         WHERE id = $1 RETURNING ",
         columns!()
     ))
+    .bind(id)
+    .bind(now)
+    .bind(i32::from(make_admin))
+    .fetch_optional(db)
+    .await
+}
+
+/// What the admin list shows: a search text, filters and a page.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    /// Part of the address or display name (case-insensitive); empty for all.
+    pub search: String,
+    /// A status, or empty for all.
+    pub status: String,
+    /// A role, or empty for all.
+    pub role: String,
+}
+
+fn like_pattern(search: &str) -> String {
+    let escaped = search
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+macro_rules! list_where {
+    () => {
+        " WHERE (lower(email) LIKE $1 ESCAPE '\\' OR lower(display_name) LIKE $1 ESCAPE '\\') \
+         AND ($2 = '' OR status = $2) AND ($3 = '' OR role = $3)"
+    };
+}
+
+/// One page of members matching `filter`, by address.
+pub async fn list<'c>(
+    db: impl Executor<'c, Database = Any>,
+    filter: &ListFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM members",
+        list_where!(),
+        " ORDER BY email LIMIT $4 OFFSET $5"
+    ))
+    .bind(like_pattern(&filter.search))
+    .bind(&filter.status)
+    .bind(&filter.role)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+/// How many members match `filter`.
+pub async fn count<'c>(
+    db: impl Executor<'c, Database = Any>,
+    filter: &ListFilter,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(concat!("SELECT COUNT(*) FROM members", list_where!()))
+        .bind(like_pattern(&filter.search))
+        .bind(&filter.status)
+        .bind(&filter.role)
+        .fetch_one(db)
+        .await
+}
+
+/// Every member, by address (for export).
+pub async fn all<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM members ORDER BY email"
+    ))
+    .fetch_all(db)
+    .await
+}
+
+/// The display names of active members, by name (the directory).
+pub async fn active_names<'c>(
+    db: impl Executor<'c, Database = Any>,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT display_name FROM members WHERE status = 'active' ORDER BY lower(display_name)",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// How many active admins there are.
+pub async fn active_admins<'c>(db: impl Executor<'c, Database = Any>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE role = 'admin' AND status = 'active'")
+        .fetch_one(db)
+        .await
+}
+
+/// Moves a member from status `from` to `to`. Taking an admin out of `active` is refused for
+/// the last active admin. Returns whether the row changed.
+pub async fn set_status<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(concat!(
+        "UPDATE members SET status = $3 WHERE id = $1 AND status = $2 AND ($3 = 'active' OR ",
+        not_last_admin!(),
+        ")"
+    ))
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets a member's role; demoting the last active admin is refused. Returns whether the row
+/// changed.
+pub async fn set_role<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    role: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(concat!(
+        "UPDATE members SET role = $2 WHERE id = $1 AND role <> $2 AND ($2 = 'admin' OR ",
+        not_last_admin!(),
+        ")"
+    ))
+    .bind(id)
+    .bind(role)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a member (their sessions go with them); the last active admin is refused.
+/// Returns whether the row was deleted.
+pub async fn delete<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(concat!(
+        "DELETE FROM members WHERE id = $1 AND ",
+        not_last_admin!()
+    ))
+    .bind(id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets a member's display name.
+pub async fn set_display_name<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE members SET display_name = $2 WHERE id = $1")
+        .bind(id)
+        .bind(name)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Changes a member's address. Fails with a unique violation when another member has it.
+pub async fn set_email<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    email: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE members SET email = $2 WHERE id = $1")
+        .bind(id)
+        .bind(email)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Creates or updates a member by address (imports and the CLI). `role` and `status` of an
+/// existing member change only when given. Returns whether a new member was created.
+pub async fn upsert<'c>(
+    db: impl Executor<'c, Database = Any>,
+    new: &Member,
+    set_role: bool,
+    set_status: bool,
+) -> Result<bool, sqlx::Error> {
+    let stored_id: String = sqlx::query_scalar(
+        "INSERT INTO members (id, email, display_name, role, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (email) DO UPDATE SET \
+         display_name = excluded.display_name, \
+         role = CASE WHEN $7 = 1 THEN excluded.role ELSE members.role END, \
+         status = CASE WHEN $8 = 1 THEN excluded.status ELSE members.status END \
+         RETURNING id",
+    )
     .bind(&new.id)
     .bind(&new.email)
     .bind(&new.display_name)
     .bind(&new.role)
     .bind(&new.status)
     .bind(new.created_at)
+    .bind(i32::from(set_role))
+    .bind(i32::from(set_status))
     .fetch_one(db)
-    .await
+    .await?;
+    Ok(stored_id == new.id)
 }

@@ -4,6 +4,7 @@
 //! One SQL text serves SQLite and Postgres through sqlx's `Any` driver: `$1` placeholders,
 //! TEXT ids and BIGINT unix-second times.
 
+pub mod audit;
 pub mod login_attempts;
 pub mod members;
 pub mod rate_limits;
@@ -74,4 +75,18 @@ pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
 /// The current time as unix seconds, the unit of every time column.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later would otherwise fail
+/// with "database is locked" whenever another writer committed in between, and the busy
+/// timeout cannot help with that upgrade. Postgres needs nothing special.
+pub async fn begin_write(
+    pool: &Pool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    if pool.connect_options().database_url.scheme() == "sqlite" {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
 }

@@ -29,24 +29,42 @@ pub async fn load<'c>(
     .await
 }
 
+/// What a session row says about who it belongs to and where it came from, taken from the
+/// session state when it is written.
+#[derive(Debug, Default)]
+pub struct Owner<'a> {
+    /// The signed-in member.
+    pub member_id: Option<&'a str>,
+    /// A public handle for revoking it (not the secret key).
+    pub handle: Option<&'a str>,
+    /// The browser's User-Agent at sign-in.
+    pub user_agent: Option<&'a str>,
+    /// The client IP at sign-in.
+    pub ip: Option<&'a str>,
+}
+
 /// Stores a new session.
 pub async fn insert<'c>(
     db: impl Executor<'c, Database = Any>,
     id: &str,
-    member_id: Option<&str>,
+    owner: &Owner<'_>,
     state: &str,
     now: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO sessions (id, member_id, state, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO sessions \
+         (id, member_id, state, created_at, expires_at, handle, user_agent, ip, last_seen_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $4)",
     )
     .bind(id)
-    .bind(member_id)
+    .bind(owner.member_id)
     .bind(state)
     .bind(now)
     .bind(expires_at)
+    .bind(owner.handle)
+    .bind(owner.user_agent)
+    .bind(owner.ip)
     .execute(db)
     .await?;
     Ok(())
@@ -56,20 +74,24 @@ pub async fn insert<'c>(
 pub async fn update<'c>(
     db: impl Executor<'c, Database = Any>,
     id: &str,
-    member_id: Option<&str>,
+    owner: &Owner<'_>,
     state: &str,
     now: i64,
     expires_at: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE sessions SET member_id = $2, state = $3, expires_at = $5 \
+        "UPDATE sessions SET member_id = $2, state = $3, expires_at = $5, last_seen_at = $4, \
+         handle = $6, user_agent = $7, ip = $8 \
          WHERE id = $1 AND expires_at > $4",
     )
     .bind(id)
-    .bind(member_id)
+    .bind(owner.member_id)
     .bind(state)
     .bind(now)
     .bind(expires_at)
+    .bind(owner.handle)
+    .bind(owner.user_agent)
+    .bind(owner.ip)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -82,12 +104,14 @@ pub async fn touch<'c>(
     now: i64,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sessions SET expires_at = $3 WHERE id = $1 AND expires_at > $2")
-        .bind(id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "UPDATE sessions SET expires_at = $3, last_seen_at = $2 WHERE id = $1 AND expires_at > $2",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -115,6 +139,69 @@ pub async fn delete_expired<'c>(
     )
     .bind(now)
     .bind(limit)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A member's live session, as the member sees it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct SessionInfo {
+    /// The public handle, for revoking it.
+    pub handle: String,
+    /// The browser's User-Agent at sign-in.
+    pub user_agent: Option<String>,
+    /// The client IP at sign-in.
+    pub ip: Option<String>,
+    /// When it started (unix seconds).
+    pub created_at: i64,
+    /// When it was last used, to within the expiry refresh step (unix seconds).
+    pub last_seen_at: Option<i64>,
+}
+
+/// A member's live sessions, newest first.
+pub async fn for_member<'c>(
+    db: impl Executor<'c, Database = Any>,
+    member_id: &str,
+    now: i64,
+) -> Result<Vec<SessionInfo>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT handle, user_agent, ip, created_at, last_seen_at FROM sessions \
+         WHERE member_id = $1 AND expires_at > $2 AND handle IS NOT NULL \
+         ORDER BY created_at DESC",
+    )
+    .bind(member_id)
+    .bind(now)
+    .fetch_all(db)
+    .await
+}
+
+/// Ends one of a member's sessions by handle; returns whether one was ended.
+pub async fn delete_by_handle<'c>(
+    db: impl Executor<'c, Database = Any>,
+    member_id: &str,
+    handle: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sessions WHERE member_id = $1 AND handle = $2")
+        .bind(member_id)
+        .bind(handle)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Ends all of a member's sessions except the one with handle `keep` (if given); returns how
+/// many were ended.
+pub async fn delete_for_member<'c>(
+    db: impl Executor<'c, Database = Any>,
+    member_id: &str,
+    keep: Option<&str>,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM sessions WHERE member_id = $1 AND ($2 = '' OR handle IS NULL OR handle <> $2)",
+    )
+    .bind(member_id)
+    .bind(keep.unwrap_or(""))
     .execute(db)
     .await?;
     Ok(done.rows_affected())

@@ -65,9 +65,23 @@ impl From<CheckError> for VerifyError {
     }
 }
 
-/// A finished sign-in: who, and where they wanted to go.
+/// What a login attempt is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// Signing in.
+    SignIn,
+    /// Confirming a new address for this member.
+    ChangeEmail {
+        /// The member whose address changes.
+        member_id: String,
+    },
+}
+
+/// A finished sign-in: who, what for, and where they wanted to go.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// What the attempt was started for.
+    pub purpose: Purpose,
     /// The address as the broker normalized it (the `email` claim).
     pub email: EmailAddress,
     /// The `email` claim exactly as the broker sent it.
@@ -97,6 +111,7 @@ impl RelyingParty {
         next_path: &str,
         state: Option<&str>,
         binding_hash: Option<&str>,
+        purpose: &Purpose,
     ) -> Result<Url, StartError> {
         // Ask the broker first: if it is unreachable, nothing is stored.
         let discovery = self.broker.discovery(client).await?;
@@ -116,6 +131,14 @@ impl RelyingParty {
                 created_at: now,
                 expires_at: now + ATTEMPT_TTL.as_secs() as i64,
                 binding_hash: binding_hash.map(str::to_owned),
+                purpose: match purpose {
+                    Purpose::SignIn => "sign_in".to_owned(),
+                    Purpose::ChangeEmail { .. } => "change_email".to_owned(),
+                },
+                member_id: match purpose {
+                    Purpose::SignIn => None,
+                    Purpose::ChangeEmail { member_id } => Some(member_id.clone()),
+                },
             },
         )
         .await?;
@@ -170,7 +193,12 @@ impl RelyingParty {
             return Err(Rejection::EmailMismatch.into());
         }
         let email = EmailAddress::parse(&checked.email).map_err(|_| Rejection::BadEmail)?;
+        let purpose = match (attempt.purpose.as_str(), attempt.member_id) {
+            ("change_email", Some(member_id)) => Purpose::ChangeEmail { member_id },
+            _ => Purpose::SignIn,
+        };
         Ok(Verified {
+            purpose,
             email,
             email_claim: checked.email,
             next_path: attempt.next_path,

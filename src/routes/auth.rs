@@ -1,17 +1,18 @@
 //! Signing in and out.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use askama::Template;
 use serde::Deserialize;
 
-use super::see_other;
+use super::{html, see_other};
+use crate::audit::{self, Action, Event};
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::email::EmailAddress;
 use crate::error::AppError;
-use crate::members::{self, Admission};
-use crate::portier::{RelyingParty, StartError, VerifyError};
+use crate::error::Refusal;
+use crate::members::{self, Admission, ChangeError};
+use crate::portier::{Purpose, RelyingParty, StartError, VerifyError};
 use crate::rate_limit::{self, Limit};
 use crate::safe_path::{self, DEFAULT_NEXT};
 use crate::security::{self, Csrf};
@@ -24,27 +25,26 @@ pub struct HomeQuery {
     next: Option<String>,
 }
 
-fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page.render().map_err(AppError::internal)?))
-}
-
 /// `GET /`: the landing page and sign-in form; signed-in members go on to the members area.
 pub async fn home(
     query: web::Query<HomeQuery>,
     session: MemberSession,
     site: web::Data<Site>,
     csrf: Csrf,
+    pool: web::Data<Pool>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_path::next_or_default(query.next.as_deref());
     if session.member_id().is_some() {
         return Ok(see_other(next));
     }
+    let needs_admin = db::members::active_admins(pool.get_ref())
+        .await
+        .map_err(AppError::internal)?
+        == 0;
     html(
         StatusCode::OK,
         &HomePage {
-            site: site.for_visitor(false, &csrf),
+            site: site.for_visitor(&csrf),
             email: String::new(),
             next: if next == DEFAULT_NEXT {
                 String::new()
@@ -52,6 +52,7 @@ pub async fn home(
                 next.to_owned()
             },
             error: None,
+            needs_admin,
         },
     )
 }
@@ -107,30 +108,39 @@ pub async fn login(
             return html(
                 StatusCode::BAD_REQUEST,
                 &HomePage {
-                    site: site.for_visitor(false, &csrf),
+                    site: site.for_visitor(&csrf),
                     email: typed.chars().take(254).collect(),
                     next: next.to_owned(),
                     error: Some(problem.to_string()),
+                    needs_admin: false,
                 },
             );
         }
     };
     // Counted by a hash of the normalized address: no address is stored for this.
-    let bucket = format!("login-email:{}", security::binding_hash(email.as_str()));
+    let bucket = format!("login-email:{}", security::sha256_hex(email.as_str()));
     limit(&pool, &bucket, config.rate_limit_login_per_email).await?;
 
-    let binding = config.login_binding.then(security::new_binding);
     // The broker gets the address as typed; it normalizes and tells us both forms.
-    let started = rp
-        .start(
-            &client,
-            typed,
-            next,
-            None,
-            binding.as_ref().map(|(_, h)| h.as_str()),
-        )
-        .await;
-    match started {
+    send_to_broker(&rp, &client, &config, typed, next, &Purpose::SignIn).await
+}
+
+/// Starts an attempt (bound to this browser unless binding is off) and answers with the 303
+/// to the broker.
+pub async fn send_to_broker(
+    rp: &RelyingParty,
+    client: &awc::Client,
+    config: &Config,
+    login_hint: &str,
+    next: &str,
+    purpose: &Purpose,
+) -> Result<HttpResponse, AppError> {
+    let binding = config.login_binding.then(security::new_binding);
+    let binding_hash = binding.as_ref().map(|(_, h)| h.as_str());
+    match rp
+        .start(client, login_hint, next, None, binding_hash, purpose)
+        .await
+    {
         Ok(url) => {
             let mut response = see_other(url.as_str());
             if let Some((cookie, _)) = binding {
@@ -175,33 +185,71 @@ pub async fn verify(
         .id_token
         .ok_or_else(|| AppError::BadRequest("The sign-in service sent no token.".into()))?;
     let binding = security::presented_binding(&req);
-    let verified = rp
-        .verify(&client, &token, binding.as_deref())
-        .await
-        .map_err(|e| match e {
-            VerifyError::Rejected(r) => AppError::SignInRefused(r),
-            VerifyError::Broker(b) => AppError::BrokerUnavailable(b.into()),
-            VerifyError::Database(d) => AppError::internal(d),
-        })?;
-    match members::admit(&pool, &config.admin_emails, &verified.email)
-        .await
-        .map_err(AppError::internal)?
-    {
-        Admission::Admitted(member) => {
-            session.sign_in(&member.id).map_err(AppError::internal)?;
-            tracing::info!(member = %member.id, "signed in");
-            let mut response = see_other(&verified.next_path);
-            if binding.is_some() {
-                response
-                    .add_cookie(&security::spent_binding())
-                    .map_err(AppError::internal)?;
-            }
-            Ok(response)
+    let verified = match rp.verify(&client, &token, binding.as_deref()).await {
+        Ok(v) => v,
+        Err(VerifyError::Rejected(r)) => {
+            let event = Event {
+                detail: &format!("{r:?}"),
+                ..Event::default()
+            };
+            audit::record(pool.get_ref(), Action::SignInRefused, event)
+                .await
+                .map_err(AppError::internal)?;
+            return Err(AppError::SignInRefused(r));
         }
-        Admission::Refused(member) => Err(AppError::NotAdmitted {
-            status: member.status,
-        }),
+        Err(VerifyError::Broker(b)) => return Err(AppError::BrokerUnavailable(b.into())),
+        Err(VerifyError::Database(d)) => return Err(AppError::internal(d)),
+    };
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown browser");
+    let ip = security::client_ip(&req, &config.trusted_proxies)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
+    let (member_id, next) = match &verified.purpose {
+        Purpose::SignIn => match members::admit(&pool, &config, &verified.email)
+            .await
+            .map_err(AppError::internal)?
+        {
+            Admission::Admitted(member) => (member.id, verified.next_path.clone()),
+            Admission::NotInvited => return Err(AppError::NotAdmitted(Refusal::NotInvited)),
+            Admission::Pending => return Err(AppError::NotAdmitted(Refusal::Pending)),
+            Admission::Suspended => return Err(AppError::NotAdmitted(Refusal::Suspended)),
+        },
+        Purpose::ChangeEmail { member_id } => {
+            match db::members::find_by_id(pool.get_ref(), member_id)
+                .await
+                .map_err(AppError::internal)?
+            {
+                Some(m) if m.status == "active" => {}
+                _ => return Err(AppError::NotAdmitted(Refusal::Suspended)),
+            }
+            match members::change_email(&pool, member_id, &verified.email).await {
+                Ok(()) => (member_id.clone(), "/account?notice=email".to_owned()),
+                Err(ChangeError::EmailTaken) => {
+                    return Err(AppError::Conflict(
+                        "That address already belongs to another member, so your address was \
+                         not changed."
+                            .into(),
+                    ));
+                }
+                Err(e) => return Err(AppError::internal(e)),
+            }
+        }
+    };
+    session
+        .sign_in(&member_id, user_agent, &ip)
+        .map_err(AppError::internal)?;
+    tracing::info!(member = %member_id, "signed in");
+    let mut response = see_other(&next);
+    if binding.is_some() {
+        response
+            .add_cookie(&security::spent_binding())
+            .map_err(AppError::internal)?;
     }
+    Ok(response)
 }
 
 /// Form of `POST /logout`.
@@ -215,8 +263,19 @@ pub async fn logout(
     form: web::Form<LogoutForm>,
     csrf: Csrf,
     session: MemberSession,
+    pool: web::Data<Pool>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
+    if let Some(id) = session.member_id() {
+        let event = Event {
+            actor: Some(&id),
+            subject: Some(&id),
+            ..Event::default()
+        };
+        audit::record(pool.get_ref(), Action::SignOut, event)
+            .await
+            .map_err(AppError::internal)?;
+    }
     session.sign_out();
     Ok(see_other("/"))
 }

@@ -1,5 +1,7 @@
 //! HTTP handlers, one file per area. Handlers extract, call the domain, and render.
 
+pub mod account;
+pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod members;
@@ -8,8 +10,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use askama::Template;
 
 use crate::db::{self, Pool, members::Member};
 use crate::error::AppError;
@@ -22,6 +25,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/verify", web::post().to(auth::verify))
         .route("/logout", web::post().to(auth::logout))
         .route("/members", web::get().to(members::members_page))
+        .route("/account", web::get().to(account::page))
+        .route("/account/name", web::post().to(account::rename))
+        .route("/account/email", web::post().to(account::change_email))
+        .route("/account/sessions/revoke", web::post().to(account::revoke))
+        .route(
+            "/account/sessions/revoke-others",
+            web::post().to(account::revoke_others),
+        )
+        .route("/account/data.json", web::get().to(account::data))
+        .route("/account/delete", web::get().to(account::delete_page))
+        .route("/account/delete", web::post().to(account::delete))
+        .route("/admin", web::get().to(admin::members))
+        .route("/admin/invite", web::post().to(admin::invite))
+        .route("/admin/members.csv", web::get().to(admin::export))
+        .route("/admin/members/{id}/{action}", web::post().to(admin::act))
+        .route("/admin/audit", web::get().to(admin::audit))
+        .route("/admin/import", web::get().to(admin::import_page))
+        .service(
+            web::resource("/admin/import")
+                // A pasted member list may be much larger than an ordinary form.
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(admin::IMPORT_LIMIT)
+                        .error_handler(|err, _req| crate::startup::form_error(err).into()),
+                )
+                .route(web::post().to(admin::import)),
+        )
         .route("/healthz", web::get().to(health::healthz))
         .route("/static/style.css", web::get().to(static_css));
 }
@@ -31,6 +61,20 @@ async fn static_css() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(include_str!("../../static/style.css"))
+}
+
+/// A page with a status.
+pub fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page.render().map_err(AppError::internal)?))
+}
+
+/// A unix time as members read it (UTC), or `never`.
+pub fn when(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "never".into())
 }
 
 /// A 303 to a path on this site (or to the broker).
@@ -78,6 +122,26 @@ impl FromRequest for SignedIn {
                     session.sign_out();
                     Err(sign_in())
                 }
+            }
+        })
+    }
+}
+
+/// A signed-in, active admin. Anyone else gets 403 (anonymous visitors are sent to sign in).
+pub struct Admin(pub SignedIn);
+
+impl FromRequest for Admin {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let signed_in = SignedIn::from_request(req, payload);
+        Box::pin(async move {
+            let me = signed_in.await?;
+            if me.member.role == "admin" {
+                Ok(Admin(me))
+            } else {
+                Err(AppError::AdminsOnly)
             }
         })
     }

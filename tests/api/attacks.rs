@@ -468,7 +468,11 @@ async fn a_member_who_stops_being_active_loses_access_at_the_next_request() {
     // Signing in again is refused while suspended.
     let page = app.sign_in(&app.browser(), "mia@example.com").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert!(page.body.contains("not active"));
+    assert!(
+        page.body.contains("Your membership is suspended"),
+        "{}",
+        page.body
+    );
     assert_eq!(sessions(&app).await, 0);
 }
 

@@ -147,6 +147,8 @@ pub async fn spawn_app_on(
         ("BROKER_TIMEOUT".into(), "5s".into()),
         // Many sign-ins come from 127.0.0.1 in one test; the rate-limit tests set their own.
         ("RATE_LIMIT_LOGIN_PER_IP".into(), "1000/1m".into()),
+        // Most tests sign strangers in; the membership tests choose their own mode.
+        ("SIGNUP_MODE".into(), "open".into()),
     ]);
     for (k, v) in base.iter().chain(settings) {
         vars.insert(k.to_string(), v.to_string());

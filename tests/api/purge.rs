@@ -92,9 +92,13 @@ async fn purge_deletes_in_batches_and_counts() {
             .unwrap();
     }
     tx.commit().await.unwrap();
-    let purged = clubhouse::jobs::purge_expired(&app.pool, chrono::Utc::now().timestamp())
-        .await
-        .unwrap();
+    let purged = clubhouse::jobs::purge_expired(
+        &app.pool,
+        chrono::Utc::now().timestamp(),
+        std::time::Duration::from_secs(180 * 86_400),
+    )
+    .await
+    .unwrap();
     assert_eq!(purged.login_attempts, n as u64);
     assert_eq!(app.count("SELECT COUNT(*) FROM login_attempts").await, 0);
 }

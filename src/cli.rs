@@ -1,0 +1,207 @@
+//! The command line: `clubhouse` (or `clubhouse serve`) runs the site; the other commands
+//! manage the database named by `DATABASE_URL`, like the server does.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::audit::{self, Action, Event};
+use crate::config::Config;
+use crate::db::{self, Pool, members::Member};
+use crate::email::EmailAddress;
+use crate::member_csv;
+use crate::members::default_display_name;
+
+/// A members-only website that signs people in with Portier.
+#[derive(Debug, Parser)]
+#[command(name = "clubhouse", version, about)]
+pub struct Cli {
+    /// What to do; without one, the site is served.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the site (the default).
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Manage admins.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Manage the member list.
+    Members {
+        /// What to do.
+        #[command(subcommand)]
+        command: MembersCommand,
+    },
+}
+
+/// `clubhouse admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Make EMAIL an active admin, adding the member if needed.
+    Add {
+        /// The address (normalized as the broker does).
+        email: String,
+    },
+}
+
+/// `clubhouse members …`
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    /// Print the member list.
+    List,
+    /// Print the member list as CSV (email,display_name,role,status,created_at,last_login_at).
+    Export,
+    /// Create or update members from a CSV file with a header row (`email` required;
+    /// `display_name`, `role`, `status` optional; other columns ignored). Every row is checked
+    /// first; if any is bad, each bad row is printed with its line number and nothing is
+    /// written.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+async fn open(config: &Config) -> anyhow::Result<Pool> {
+    let pool = db::connect(&config.database_url)
+        .await
+        .with_context(|| format!("could not open {}", config.database_url_redacted()))?;
+    db::migrate(&pool)
+        .await
+        .context("could not apply the database migrations")?;
+    Ok(pool)
+}
+
+/// Runs a command other than `serve`, writing its output to `out`.
+pub async fn run(command: Command, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let pool = open(config).await?;
+    let result = match command {
+        Command::Serve => bail!("serve is not run here"),
+        Command::Migrate => {
+            writeln!(
+                out,
+                "migrations applied to {}",
+                config.database_url_redacted()
+            )?;
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Add { email },
+        } => add_admin(&pool, &email, out).await,
+        Command::Members { command } => match command {
+            MembersCommand::List => list(&pool, out).await,
+            MembersCommand::Export => {
+                let members = db::members::all(&pool).await?;
+                out.write_all(member_csv::export(&members)?.as_bytes())?;
+                Ok(())
+            }
+            MembersCommand::Import { file } => import(&pool, &file, out).await,
+        },
+    };
+    pool.close().await;
+    result
+}
+
+async fn add_admin(pool: &Pool, raw: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let email = EmailAddress::parse(raw).map_err(|e| anyhow::anyhow!("{raw:?}: {e}"))?;
+    let mut tx = db::begin_write(pool).await?;
+    let member = Member {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.as_str().to_owned(),
+        display_name: default_display_name(&email),
+        role: "admin".into(),
+        status: "active".into(),
+        created_at: db::now(),
+        last_login_at: None,
+    };
+    // An existing member keeps their name; role and status become admin and active.
+    let existing = db::members::find_by_email(&mut *tx, email.as_str()).await?;
+    let member = match &existing {
+        Some(old) => Member {
+            display_name: old.display_name.clone(),
+            ..member
+        },
+        None => member,
+    };
+    db::members::upsert(&mut *tx, &member, true, true).await?;
+    let id = existing.map(|m| m.id).unwrap_or(member.id);
+    audit::record(
+        &mut *tx,
+        Action::AdminAdded,
+        Event {
+            subject: Some(&id),
+            email: Some(email.as_str()),
+            ..Event::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    writeln!(out, "{email} is now an active admin")?;
+    Ok(())
+}
+
+async fn list(pool: &Pool, out: &mut impl Write) -> anyhow::Result<()> {
+    let members = db::members::all(pool).await?;
+    writeln!(
+        out,
+        "{:<40} {:<24} {:<7} {:<10} last sign-in",
+        "email", "display name", "role", "status"
+    )?;
+    for m in &members {
+        let last = m
+            .last_login_at
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_else(|| "never".into());
+        writeln!(
+            out,
+            "{:<40} {:<24} {:<7} {:<10} {last}",
+            m.email, m.display_name, m.role, m.status
+        )?;
+    }
+    writeln!(out, "{} members", members.len())?;
+    Ok(())
+}
+
+async fn import(pool: &Pool, file: &PathBuf, out: &mut impl Write) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("could not read {}", file.display()))?;
+    let checked = member_csv::check(&text);
+    if let Some(problem) = &checked.file_error {
+        bail!("{}: {problem}; nothing was written", file.display());
+    }
+    let bad: Vec<String> = checked
+        .rows
+        .iter()
+        .filter_map(|r| {
+            r.error
+                .as_ref()
+                .map(|e| format!("line {}: {}: {e}", r.line, r.raw_email))
+        })
+        .collect();
+    if !bad.is_empty() {
+        bail!(
+            "{} bad rows; nothing was written:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+    let applied = member_csv::apply(pool, None, &checked).await?;
+    writeln!(
+        out,
+        "imported {}: {} created, {} updated",
+        file.display(),
+        applied.created,
+        applied.updated
+    )?;
+    Ok(())
+}

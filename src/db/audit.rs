@@ -1,0 +1,95 @@
+//! The `audit_log` table.
+
+use sqlx::{Any, Executor, FromRow};
+
+/// One entry.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct Entry {
+    /// A uuid.
+    pub id: String,
+    /// When (unix seconds).
+    pub at: i64,
+    /// What happened, e.g. `sign_in`, `member_suspended`.
+    pub action: String,
+    /// The member who did it, if any.
+    pub actor_id: Option<String>,
+    /// The member it was done to, if any.
+    pub subject_id: Option<String>,
+    /// SHA-256 of the address concerned, if any.
+    pub email_hash: Option<String>,
+    /// A reason or a value (never an address).
+    pub detail: String,
+}
+
+/// Appends an entry.
+pub async fn insert<'c>(
+    db: impl Executor<'c, Database = Any>,
+    e: &Entry,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, action, actor_id, subject_id, email_hash, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&e.id)
+    .bind(e.at)
+    .bind(&e.action)
+    .bind(&e.actor_id)
+    .bind(&e.subject_id)
+    .bind(&e.email_hash)
+    .bind(&e.detail)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The newest entries, optionally of one action and about one member, newest first.
+pub async fn list<'c>(
+    db: impl Executor<'c, Database = Any>,
+    action: &str,
+    member_id: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Entry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, at, action, actor_id, subject_id, email_hash, detail FROM audit_log \
+         WHERE ($1 = '' OR action = $1) \
+         AND ($2 = '' OR actor_id = $2 OR subject_id = $2) \
+         ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4",
+    )
+    .bind(action)
+    .bind(member_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+/// Entries about or by one member (for their data export).
+pub async fn for_member<'c>(
+    db: impl Executor<'c, Database = Any>,
+    member_id: &str,
+) -> Result<Vec<Entry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, at, action, actor_id, subject_id, email_hash, detail FROM audit_log \
+         WHERE actor_id = $1 OR subject_id = $1 ORDER BY at DESC, id DESC",
+    )
+    .bind(member_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes up to `limit` entries older than `before`; returns how many.
+pub async fn delete_older<'c>(
+    db: impl Executor<'c, Database = Any>,
+    before: i64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
+    )
+    .bind(before)
+    .bind(limit)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

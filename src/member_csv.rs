@@ -1,0 +1,332 @@
+//! Member lists as CSV: the export, and the import with its row-by-row check.
+//!
+//! An export can be imported back: the import needs an `email` column, takes `display_name`,
+//! `role` and `status` when present (in any order), and ignores other columns.
+
+use std::collections::HashSet;
+
+use crate::audit::{self, Action, Event};
+use crate::db::{self, Pool, members::Member};
+use crate::email::EmailAddress;
+use crate::members::{MAX_NAME, default_display_name};
+
+/// The export's header.
+pub const HEADER: [&str; 6] = [
+    "email",
+    "display_name",
+    "role",
+    "status",
+    "created_at",
+    "last_login_at",
+];
+
+fn time(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// The member list as CSV.
+pub fn export(members: &[Member]) -> Result<String, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(HEADER)?;
+    for m in members {
+        out.write_record([
+            m.email.as_str(),
+            m.display_name.as_str(),
+            m.role.as_str(),
+            m.status.as_str(),
+            &time(Some(m.created_at)),
+            &time(m.last_login_at),
+        ])?;
+    }
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One row of an import, checked.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    /// The line it is on (1 is the header).
+    pub line: u64,
+    /// The address as written.
+    pub raw_email: String,
+    /// What is wrong with it, if anything.
+    pub error: Option<String>,
+    /// The normalized address.
+    pub email: Option<EmailAddress>,
+    /// The display name, when given.
+    pub display_name: Option<String>,
+    /// The role, when given.
+    pub role: Option<String>,
+    /// The status, when given.
+    pub status: Option<String>,
+}
+
+/// A checked import: every row, and whether any is bad.
+#[derive(Debug, Default)]
+pub struct Import {
+    /// The rows, in file order.
+    pub rows: Vec<ImportRow>,
+    /// A problem with the file as a whole (no header, no `email` column, not CSV).
+    pub file_error: Option<String>,
+}
+
+impl Import {
+    /// Whether anything is wrong; if so, nothing may be written.
+    pub fn has_errors(&self) -> bool {
+        self.file_error.is_some() || self.rows.iter().any(|r| r.error.is_some())
+    }
+}
+
+/// Checks every row of `text` without writing anything.
+pub fn check(text: &str) -> Import {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(|c| c.to_lowercase()).collect(),
+        Err(e) => {
+            return Import {
+                rows: vec![],
+                file_error: Some(format!("not CSV: {e}")),
+            };
+        }
+    };
+    let col = |name: &str| header.iter().position(|c| c == name);
+    let Some(email_col) = col("email") else {
+        return Import {
+            rows: vec![],
+            file_error: Some("the first line must be a header with an email column".into()),
+        };
+    };
+    let (name_col, role_col, status_col) = (col("display_name"), col("role"), col("status"));
+    let mut seen = HashSet::new();
+    let mut import = Import::default();
+    for record in reader.records() {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                import.rows.push(ImportRow {
+                    line,
+                    raw_email: String::new(),
+                    error: Some(format!("not CSV: {e}")),
+                    email: None,
+                    display_name: None,
+                    role: None,
+                    status: None,
+                });
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let field = |i: Option<usize>| {
+            i.and_then(|i| record.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let raw_email = record.get(email_col).unwrap_or_default().to_owned();
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let mut row = ImportRow {
+            line,
+            raw_email: raw_email.clone(),
+            error: None,
+            email: None,
+            display_name: field(name_col),
+            role: field(role_col).map(|r| r.to_lowercase()),
+            status: field(status_col).map(|s| s.to_lowercase()),
+        };
+        let mut problems = Vec::new();
+        match EmailAddress::parse(&raw_email) {
+            Ok(e) => {
+                if !seen.insert(e.as_str().to_owned()) {
+                    problems.push("the address appears twice in the file".to_owned());
+                }
+                row.email = Some(e);
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+        if let Some(role) = &row.role
+            && role != "member"
+            && role != "admin"
+        {
+            problems.push(format!("role {role:?} is not member or admin"));
+        }
+        if let Some(status) = &row.status
+            && !["invited", "pending", "active", "suspended"].contains(&status.as_str())
+        {
+            problems.push(format!(
+                "status {status:?} is not invited, pending, active or suspended"
+            ));
+        }
+        if let Some(name) = &row.display_name
+            && (name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
+        {
+            problems.push(format!(
+                "the display name is longer than {MAX_NAME} characters or has line breaks"
+            ));
+        }
+        if !problems.is_empty() {
+            row.error = Some(problems.join("; "));
+        }
+        import.rows.push(row);
+    }
+    import
+}
+
+/// What an applied import did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Members created.
+    pub created: u64,
+    /// Members updated.
+    pub updated: u64,
+}
+
+/// Why an import was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Some rows are bad: nothing was written.
+    #[error("the file has errors; nothing was written")]
+    HasErrors,
+    /// It would leave the site without an active admin: nothing was written.
+    #[error("the import would leave the site without an active admin; nothing was written")]
+    LastAdmin,
+    /// The database failed: nothing was written.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Writes a checked import in one transaction: creates or updates each member by address.
+/// New members default to role `member` and status `invited`.
+pub async fn apply(
+    pool: &Pool,
+    actor: Option<&str>,
+    import: &Import,
+) -> Result<Applied, ApplyError> {
+    if import.has_errors() {
+        return Err(ApplyError::HasErrors);
+    }
+    let now = db::now();
+    let mut applied = Applied::default();
+    let mut tx = db::begin_write(pool).await?;
+    let admins_before = db::members::active_admins(&mut *tx).await?;
+    for row in &import.rows {
+        let Some(email) = &row.email else { continue };
+        let member = Member {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.as_str().to_owned(),
+            display_name: row
+                .display_name
+                .clone()
+                .unwrap_or_else(|| default_display_name(email)),
+            role: row.role.clone().unwrap_or_else(|| "member".into()),
+            status: row.status.clone().unwrap_or_else(|| "invited".into()),
+            created_at: now,
+            last_login_at: None,
+        };
+        let existing = db::members::find_by_email(&mut *tx, email.as_str()).await?;
+        // An existing member keeps their display name unless the file gives one.
+        let member = match (&existing, &row.display_name) {
+            (Some(old), None) => Member {
+                display_name: old.display_name.clone(),
+                ..member
+            },
+            _ => member,
+        };
+        if db::members::upsert(&mut *tx, &member, row.role.is_some(), row.status.is_some()).await? {
+            applied.created += 1;
+        } else {
+            applied.updated += 1;
+        }
+        if member.status == "suspended"
+            && row.status.is_some()
+            && let Some(old) = existing
+        {
+            db::sessions::delete_for_member(&mut *tx, &old.id, None).await?;
+        }
+    }
+    if admins_before > 0 && db::members::active_admins(&mut *tx).await? == 0 {
+        tx.rollback().await?;
+        return Err(ApplyError::LastAdmin);
+    }
+    let detail = format!("created={} updated={}", applied.created, applied.updated);
+    audit::record(
+        &mut *tx,
+        Action::MembersImported,
+        Event {
+            actor,
+            detail: &detail,
+            ..Event::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_every_row_with_its_line() {
+        let import = check(
+            "Name,Email,Role,Extra\n\
+             Alice,Alice@Example.COM,admin,x\n\
+             Bob,not-an-address,member,\n\
+             ,carol@example.com,boss,\n\
+             Dup,alice@example.com,,\n",
+        );
+        assert!(import.file_error.is_none());
+        assert_eq!(import.rows.len(), 4);
+        assert_eq!(
+            import.rows[0].email.as_ref().unwrap().as_str(),
+            "alice@example.com"
+        );
+        assert!(import.rows[0].error.is_none());
+        assert_eq!(import.rows[1].line, 3);
+        assert!(
+            import.rows[1]
+                .error
+                .as_ref()
+                .unwrap()
+                .contains("does not look like")
+        );
+        assert!(import.rows[2].error.as_ref().unwrap().contains("boss"));
+        assert!(import.rows[3].error.as_ref().unwrap().contains("twice"));
+        assert!(import.has_errors());
+    }
+
+    #[test]
+    fn needs_an_email_column() {
+        assert!(check("name,role\nx,member\n").file_error.is_some());
+        assert!(check("").file_error.is_some());
+    }
+
+    #[test]
+    fn an_export_reads_back() {
+        let m = Member {
+            id: "1".into(),
+            email: "a@example.com".into(),
+            display_name: "A, \"quoted\"".into(),
+            role: "admin".into(),
+            status: "active".into(),
+            created_at: 1_700_000_000,
+            last_login_at: None,
+        };
+        let text = export(&[m]).unwrap();
+        assert!(text.starts_with("email,display_name,role,status,created_at,last_login_at\n"));
+        let import = check(&text);
+        assert!(!import.has_errors(), "{import:?}");
+        assert_eq!(
+            import.rows[0].display_name.as_deref(),
+            Some("A, \"quoted\"")
+        );
+        assert_eq!(import.rows[0].role.as_deref(), Some("admin"));
+    }
+}

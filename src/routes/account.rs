@@ -1,0 +1,303 @@
+//! `/account`: a member's own name, address, sessions and data.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::auth::send_to_broker;
+use super::{SignedIn, html, see_other, when};
+use crate::audit::{self, Action, Event};
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::email::EmailAddress;
+use crate::error::AppError;
+use crate::members::{self, ChangeError};
+use crate::portier::{Purpose, RelyingParty};
+use crate::security::Csrf;
+use crate::templates::{AccountPage, DeleteAccountPage, SessionRow, Site};
+
+/// Query of `GET /account`.
+#[derive(Deserialize)]
+pub struct AccountQuery {
+    notice: Option<String>,
+}
+
+/// Only fixed texts are shown for `notice`, never what the query says.
+fn notice_text(key: Option<&str>) -> Option<&'static str> {
+    match key? {
+        "name" => Some("Your display name was saved."),
+        "email" => Some("Your address was changed. Your other sessions have ended."),
+        "revoked" => Some("That session has ended."),
+        "others" => Some("You are now signed out everywhere else."),
+        _ => None,
+    }
+}
+
+async fn render(
+    me: &SignedIn,
+    site: &Site,
+    csrf: &Csrf,
+    pool: &Pool,
+    status: StatusCode,
+    notice: Option<&'static str>,
+    error: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let current = me.session.handle();
+    let sessions = db::sessions::for_member(pool, &me.member.id, db::now())
+        .await
+        .map_err(AppError::internal)?
+        .into_iter()
+        .map(|s| SessionRow {
+            current: current.as_deref() == Some(s.handle.as_str()),
+            handle: s.handle,
+            device: s.user_agent.unwrap_or_else(|| "unknown".into()),
+            ip: s.ip.unwrap_or_default(),
+            created: when(Some(s.created_at)),
+            last_seen: when(s.last_seen_at),
+        })
+        .collect();
+    html(
+        status,
+        &AccountPage {
+            site: site.for_member(&me.member, csrf),
+            member: me.member.clone(),
+            sessions,
+            notice,
+            error,
+        },
+    )
+}
+
+/// `GET /account`.
+pub async fn page(
+    me: SignedIn,
+    query: web::Query<AccountQuery>,
+    site: web::Data<Site>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, AppError> {
+    let notice = notice_text(query.notice.as_deref());
+    render(&me, &site, &csrf, &pool, StatusCode::OK, notice, None).await
+}
+
+/// Form of `POST /account/name`.
+#[derive(Deserialize)]
+pub struct NameForm {
+    display_name: String,
+    csrf_token: Option<String>,
+}
+
+/// `POST /account/name`.
+pub async fn rename(
+    me: SignedIn,
+    form: web::Form<NameForm>,
+    site: web::Data<Site>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
+    match members::rename(&pool, &me.member.id, &form.display_name).await {
+        Ok(()) => Ok(see_other("/account?notice=name")),
+        Err(ChangeError::Invalid(why)) => {
+            render(
+                &me,
+                &site,
+                &csrf,
+                &pool,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(why),
+            )
+            .await
+        }
+        Err(e) => Err(AppError::internal(e)),
+    }
+}
+
+/// Form of `POST /account/email`.
+#[derive(Deserialize)]
+pub struct EmailForm {
+    email: String,
+    csrf_token: Option<String>,
+}
+
+/// `POST /account/email`: sends the member to the broker to verify the new address; the
+/// change happens in `/verify`, only once it is verified.
+#[allow(clippy::too_many_arguments)]
+pub async fn change_email(
+    me: SignedIn,
+    form: web::Form<EmailForm>,
+    site: web::Data<Site>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+    rp: web::Data<RelyingParty>,
+    client: web::Data<awc::Client>,
+    config: web::Data<Config>,
+) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
+    let typed = form.email.trim();
+    let problem = match EmailAddress::parse(typed) {
+        Err(e) => Some(e.to_string()),
+        Ok(e) if e.as_str() == me.member.email => Some("That is already your address.".into()),
+        Ok(e) => match db::members::find_by_email(pool.get_ref(), e.as_str()).await {
+            Ok(Some(_)) => Some("That address already belongs to another member.".into()),
+            Ok(None) => None,
+            Err(err) => return Err(AppError::internal(err)),
+        },
+    };
+    if let Some(why) = problem {
+        return render(
+            &me,
+            &site,
+            &csrf,
+            &pool,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(why),
+        )
+        .await;
+    }
+    let purpose = Purpose::ChangeEmail {
+        member_id: me.member.id.clone(),
+    };
+    send_to_broker(&rp, &client, &config, typed, "/account", &purpose).await
+}
+
+/// Form of the session revocation forms.
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    handle: Option<String>,
+    csrf_token: Option<String>,
+}
+
+/// `POST /account/sessions/revoke`: ends one of the member's sessions.
+pub async fn revoke(
+    me: SignedIn,
+    form: web::Form<RevokeForm>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
+    let handle = form.handle.as_deref().unwrap_or_default();
+    let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
+    if db::sessions::delete_by_handle(&mut *tx, &me.member.id, handle)
+        .await
+        .map_err(AppError::internal)?
+    {
+        let event = Event {
+            actor: Some(&me.member.id),
+            subject: Some(&me.member.id),
+            ..Event::default()
+        };
+        audit::record(&mut *tx, Action::SessionRevoked, event)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    tx.commit().await.map_err(AppError::internal)?;
+    Ok(see_other("/account?notice=revoked"))
+}
+
+/// `POST /account/sessions/revoke-others`: ends every session of the member but this one.
+pub async fn revoke_others(
+    me: SignedIn,
+    form: web::Form<RevokeForm>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
+    // Without a handle of its own (a session from before handles existed) nothing is kept,
+    // which signs this browser out too: safe, and it can sign in again.
+    let keep = me.session.handle().unwrap_or_else(|| "-".into());
+    let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
+    let ended = db::sessions::delete_for_member(&mut *tx, &me.member.id, Some(&keep))
+        .await
+        .map_err(AppError::internal)?;
+    let detail = ended.to_string();
+    let event = Event {
+        actor: Some(&me.member.id),
+        subject: Some(&me.member.id),
+        detail: &detail,
+        ..Event::default()
+    };
+    audit::record(&mut *tx, Action::OtherSessionsRevoked, event)
+        .await
+        .map_err(AppError::internal)?;
+    tx.commit().await.map_err(AppError::internal)?;
+    Ok(see_other("/account?notice=others"))
+}
+
+/// `GET /account/data.json`: everything the site keeps about the member.
+pub async fn data(me: SignedIn, pool: web::Data<Pool>) -> Result<HttpResponse, AppError> {
+    let sessions = db::sessions::for_member(pool.get_ref(), &me.member.id, db::now())
+        .await
+        .map_err(AppError::internal)?;
+    let audit = db::audit::for_member(pool.get_ref(), &me.member.id)
+        .await
+        .map_err(AppError::internal)?;
+    let body = serde_json::json!({
+        "member": me.member,
+        "sessions": sessions,
+        "audit_log": audit,
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"clubhouse-my-data.json\"",
+        ))
+        .body(serde_json::to_string_pretty(&body).map_err(AppError::internal)?))
+}
+
+/// `GET /account/delete`: asks for confirmation.
+pub async fn delete_page(
+    me: SignedIn,
+    site: web::Data<Site>,
+    csrf: Csrf,
+) -> Result<HttpResponse, AppError> {
+    html(
+        StatusCode::OK,
+        &DeleteAccountPage {
+            site: site.for_member(&me.member, &csrf),
+            member: me.member,
+        },
+    )
+}
+
+/// Form of `POST /account/delete`.
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    confirm: Option<String>,
+    csrf_token: Option<String>,
+}
+
+/// `POST /account/delete`: deletes the member, once they typed their address to confirm.
+pub async fn delete(
+    me: SignedIn,
+    form: web::Form<DeleteForm>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
+    let confirmed = form
+        .confirm
+        .as_deref()
+        .and_then(|c| EmailAddress::parse(c).ok())
+        .is_some_and(|c| c.as_str() == me.member.email);
+    if !confirmed {
+        return Err(AppError::BadRequest(
+            "To delete your account, type your address exactly. Nothing was deleted.".into(),
+        ));
+    }
+    match members::remove(&pool, &me.member.id, &me.member.id, Action::AccountDeleted).await {
+        Ok(()) => {
+            me.session.sign_out();
+            Ok(see_other("/"))
+        }
+        Err(ChangeError::LastAdmin) => Err(AppError::Conflict(
+            "You are the site's last admin. Make someone else an admin first; nothing was \
+             deleted."
+                .into(),
+        )),
+        Err(e) => Err(AppError::internal(e)),
+    }
+}
