@@ -119,7 +119,9 @@ pub async fn record<'c>(
     db::audit::insert(
         db,
         &Entry {
-            id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered (uuid v7, monotonic within a process): entries of one second keep
+            // their order.
+            id: uuid::Uuid::now_v7().to_string(),
             at: db::now(),
             action: action.as_str().to_owned(),
             actor_id: event.actor.map(str::to_owned),

@@ -463,6 +463,32 @@ impl TestApp {
         self.post_token(browser, &token).await
     }
 
+    /// The member with this address: (id, status, role).
+    pub async fn member(&self, email: &str) -> Option<(String, String, String)> {
+        sqlx::query_as("SELECT id, status, role FROM members WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("member")
+    }
+
+    /// The actions in the audit log, oldest first.
+    pub async fn audit_actions(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT action FROM audit_log ORDER BY at, id")
+            .fetch_all(&self.pool)
+            .await
+            .expect("audit")
+    }
+
+    /// How many audit entries have this action.
+    pub async fn audit_count(&self, action: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = $1")
+            .bind(action)
+            .fetch_one(&self.pool)
+            .await
+            .expect("audit count")
+    }
+
     /// Runs one SQL count.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))

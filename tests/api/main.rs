@@ -1,12 +1,16 @@
 //! Black-box tests: the real server on port 0, a fresh database per test (SQLite, or Postgres
 //! when TEST_DATABASE_URL is set), and a test broker that signs tokens with a test key.
 
+mod account;
 mod adapter;
+mod admin;
 mod attacks;
 mod broker;
+mod cli;
 mod conformance;
 mod helpers;
 mod keys;
 mod login;
+mod membership;
 mod purge;
 mod real_broker;

@@ -1,0 +1,135 @@
+//! The command line, run as a user would, against a temporary database.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::helpers::TestDb;
+
+fn clubhouse(db: &TestDb, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clubhouse"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run clubhouse")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("clubhouse-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[actix_web::test]
+async fn a_site_owner_manages_members_from_the_command_line() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+
+    let out = clubhouse(&db, &dir, &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("migrations applied"));
+
+    let out = clubhouse(&db, &dir, &["admin", "add", "Boss@Example.COM"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("boss@example.com is now an active admin"));
+
+    std::fs::write(
+        dir.join("new.csv"),
+        "status,email,display_name,notes\nactive,ann@example.com,Ann,x\n,bob@example.com,,\n",
+    )
+    .unwrap();
+    let out = clubhouse(&db, &dir, &["members", "import", "new.csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 created, 0 updated"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = clubhouse(&db, &dir, &["members", "list"]);
+    let list = stdout(&out);
+    assert!(
+        list.contains("boss@example.com") && list.contains("admin"),
+        "{list}"
+    );
+    assert!(list.contains("ann@example.com") && list.contains("bob@example.com"));
+    assert!(list.contains("3 members"));
+
+    let out = clubhouse(&db, &dir, &["members", "export"]);
+    let csv = stdout(&out);
+    assert!(
+        csv.starts_with("email,display_name,role,status,created_at,last_login_at\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("ann@example.com,Ann,member,active,"));
+    assert!(csv.contains("bob@example.com,bob,member,invited,"));
+
+    // The export imports back: nothing new, nothing lost.
+    std::fs::write(dir.join("export.csv"), &csv).unwrap();
+    let out = clubhouse(&db, &dir, &["members", "import", "export.csv"]);
+    assert!(
+        stdout(&out).contains("0 created, 3 updated"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stdout(&clubhouse(&db, &dir, &["members", "export"])), csv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_web::test]
+async fn an_import_with_a_bad_row_writes_nothing_and_names_the_lines() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+    std::fs::write(
+        dir.join("bad.csv"),
+        "email,role\ngood@example.com,member\nnot-an-address,member\nalso@example.com,emperor\n",
+    )
+    .unwrap();
+    let out = clubhouse(&db, &dir, &["members", "import", "bad.csv"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("line 3: not-an-address"), "{err}");
+    assert!(err.contains("line 4: also@example.com"), "{err}");
+    assert!(err.contains("nothing was written"));
+    let list = stdout(&clubhouse(&db, &dir, &["members", "list"]));
+    assert!(list.contains("0 members"), "{list}");
+
+    let out = clubhouse(&db, &dir, &["members", "import", "missing.csv"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("could not read missing.csv"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_web::test]
+async fn command_line_errors_are_clear_and_exit_non_zero() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+    let out = clubhouse(&db, &dir, &["admin", "add", "not-an-address"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not-an-address"), "{}", stderr(&out));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_clubhouse"))
+        .args(["members", "list"])
+        .current_dir(&dir)
+        .env_clear()
+        .env("DATABASE_URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("DATABASE_URL"), "{}", stderr(&out));
+
+    let out = clubhouse(&db, &dir, &["members", "frobnicate"]);
+    assert!(!out.status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
