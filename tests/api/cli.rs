@@ -133,3 +133,26 @@ async fn command_line_errors_are_clear_and_exit_non_zero() {
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_web::test]
+async fn an_admin_added_on_the_command_line_runs_an_invite_only_site_in_the_browser() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+    let out = clubhouse(&db, &dir, &["admin", "add", "owner@example.com"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let broker = crate::broker::TestBroker::start("127.0.0.1");
+    let app = crate::helpers::spawn_app_on(db, broker, &[("SIGNUP_MODE", "invite")], &[]).await;
+    let owner = app.signed_in_browser("owner@example.com").await;
+    assert_eq!(
+        owner.get("/admin").await.status,
+        actix_web::http::StatusCode::OK
+    );
+    owner
+        .submit("/admin/invite", &[("addresses", "guest@example.com")])
+        .await;
+    app.signed_in_browser("guest@example.com").await;
+    let stranger = app.sign_in(&app.browser(), "stranger@example.com").await;
+    assert_eq!(stranger.status, actix_web::http::StatusCode::FORBIDDEN);
+    let _ = std::fs::remove_dir_all(&dir);
+}
