@@ -367,3 +367,38 @@ pub async fn change_email(pool: &Pool, id: &str, email: &EmailAddress) -> Result
     tx.commit().await?;
     Ok(())
 }
+
+/// A member ends one of their own sessions (by its public handle). Another member's handle
+/// matches nothing.
+pub async fn end_session(pool: &Pool, member_id: &str, handle: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db::begin_write(pool).await?;
+    if db::sessions::delete_by_handle(&mut *tx, member_id, handle).await? {
+        let event = Event {
+            actor: Some(member_id),
+            subject: Some(member_id),
+            ..Event::default()
+        };
+        audit::record(&mut *tx, Action::SessionRevoked, event).await?;
+    }
+    tx.commit().await
+}
+
+/// A member ends all their sessions but the one with handle `keep`.
+pub async fn end_other_sessions(
+    pool: &Pool,
+    member_id: &str,
+    keep: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = db::begin_write(pool).await?;
+    let ended = db::sessions::delete_for_member(&mut *tx, member_id, Some(keep)).await?;
+    let detail = ended.to_string();
+    let event = Event {
+        actor: Some(member_id),
+        subject: Some(member_id),
+        detail: &detail,
+        ..Event::default()
+    };
+    audit::record(&mut *tx, Action::OtherSessionsRevoked, event).await?;
+    tx.commit().await?;
+    Ok(ended)
+}

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::auth::send_to_broker;
 use super::{SignedIn, html, see_other, when};
-use crate::audit::{self, Action, Event};
+use crate::audit::Action;
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::email::EmailAddress;
@@ -179,21 +179,9 @@ pub async fn revoke(
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let handle = form.handle.as_deref().unwrap_or_default();
-    let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
-    if db::sessions::delete_by_handle(&mut *tx, &me.member.id, handle)
+    members::end_session(&pool, &me.member.id, handle)
         .await
-        .map_err(AppError::internal)?
-    {
-        let event = Event {
-            actor: Some(&me.member.id),
-            subject: Some(&me.member.id),
-            ..Event::default()
-        };
-        audit::record(&mut *tx, Action::SessionRevoked, event)
-            .await
-            .map_err(AppError::internal)?;
-    }
-    tx.commit().await.map_err(AppError::internal)?;
+        .map_err(AppError::internal)?;
     Ok(see_other("/account?notice=revoked"))
 }
 
@@ -208,21 +196,9 @@ pub async fn revoke_others(
     // Without a handle of its own (a session from before handles existed) nothing is kept,
     // which signs this browser out too: safe, and it can sign in again.
     let keep = me.session.handle().unwrap_or_else(|| "-".into());
-    let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
-    let ended = db::sessions::delete_for_member(&mut *tx, &me.member.id, Some(&keep))
+    members::end_other_sessions(&pool, &me.member.id, &keep)
         .await
         .map_err(AppError::internal)?;
-    let detail = ended.to_string();
-    let event = Event {
-        actor: Some(&me.member.id),
-        subject: Some(&me.member.id),
-        detail: &detail,
-        ..Event::default()
-    };
-    audit::record(&mut *tx, Action::OtherSessionsRevoked, event)
-        .await
-        .map_err(AppError::internal)?;
-    tx.commit().await.map_err(AppError::internal)?;
     Ok(see_other("/account?notice=others"))
 }
 
