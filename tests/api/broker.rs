@@ -122,8 +122,15 @@ struct BrokerState {
 }
 
 impl TestBroker {
-    /// Starts a broker on `host` (an IP literal, e.g. `127.0.0.1` or `::1`), port 0.
+    /// Starts a broker on `host` (an IP literal, e.g. `127.0.0.1` or `::1`), port 0, whose
+    /// discovery sends visitors to `localhost`: another host name, as the official suite has it.
     pub fn start(host: &str) -> TestBroker {
+        Self::start_with_auth_host(host, "localhost")
+    }
+
+    /// Starts a broker whose authorization endpoint is on `auth_host`. Browser tests use
+    /// `127.0.0.1` for both, so that the broker is another site than the app on `localhost`.
+    pub fn start_with_auth_host(host: &str, auth_host: &str) -> TestBroker {
         let listener = std::net::TcpListener::bind((host, 0)).expect("bind test broker");
         let port = listener.local_addr().expect("broker address").port();
         let origin = if host.contains(':') {
@@ -131,7 +138,7 @@ impl TestBroker {
         } else {
             format!("http://{host}:{port}")
         };
-        let authorization_endpoint = format!("http://localhost:{port}/auth");
+        let authorization_endpoint = format!("http://{auth_host}:{port}/auth");
         let state = BrokerState {
             discovery: json!({
                 "issuer": origin,
@@ -169,6 +176,7 @@ impl TestBroker {
                             .json(&s.discovery)
                     }),
                 )
+                .route("/auth", web::get().to(auth_page))
                 .route(
                     "/keys.json",
                     web::get().to(|s: web::Data<BrokerState>| async move {
@@ -211,6 +219,52 @@ impl TestBroker {
     pub fn token(&self, claims: &Value) -> String {
         sign(&rs256_header(), claims, Signature::Rs256(&BROKER_KEY))
     }
+}
+
+/// `GET /auth`: what the real broker does after the visitor confirmed their address, in one
+/// page: a form that posts the token to the site's `redirect_uri`. The page is sandboxed as
+/// the real broker's is, so the browser sends the POST cross-site with `Origin: null`. A
+/// person (or a test) presses its button.
+async fn auth_page(
+    state: web::Data<BrokerState>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> HttpResponse {
+    let get = |k: &str| query.get(k).cloned().unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    let email = get("login_hint").to_lowercase();
+    let claims = json!({
+        "iss": state.discovery["issuer"],
+        "aud": get("client_id"),
+        "exp": now + 600,
+        "iat": now,
+        "nonce": get("nonce"),
+        "email": email,
+        "email_original": get("login_hint"),
+        "email_verified": true,
+        "sub": email,
+    });
+    let token = sign(&rs256_header(), &claims, Signature::Rs256(&BROKER_KEY));
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+    };
+    let body = format!(
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Test broker</title></head>
+<body><main><h1>Test broker</h1><p>Signing in as {email}.</p>
+<form method="post" action="{action}">
+<input type="hidden" name="id_token" value="{token}">
+<input type="hidden" name="state" value="{state}">
+<button type="submit" id="continue">Continue</button>
+</form></main></body></html>"#,
+        email = escape(&email),
+        action = escape(&get("redirect_uri")),
+        state = escape(&get("state")),
+    );
+    HttpResponse::Ok()
+        .insert_header(("Content-Security-Policy", "sandbox allow-forms"))
+        .content_type("text/html; charset=utf-8")
+        .body(body)
 }
 
 /// The header of the broker's tokens.

@@ -23,7 +23,7 @@ fn cargo_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
 }
 
-fn broker_binary() -> Option<PathBuf> {
+pub fn broker_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("PORTIER_BROKER_BIN") {
         return Some(PathBuf::from(bin));
     }
@@ -32,7 +32,7 @@ fn broker_binary() -> Option<PathBuf> {
 }
 
 /// The newest `portier_broker-*` source folder in cargo's registry.
-fn broker_data_dir() -> Option<PathBuf> {
+pub fn broker_data_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PORTIER_BROKER_DATA_DIR") {
         return Some(PathBuf::from(dir));
     }
@@ -54,8 +54,8 @@ fn broker_data_dir() -> Option<PathBuf> {
     found.pop()
 }
 
-struct RealBroker {
-    origin: String,
+pub struct RealBroker {
+    pub origin: String,
     mail_dir: PathBuf,
     log: PathBuf,
     _child: Child,
@@ -69,7 +69,7 @@ impl Drop for RealBroker {
 }
 
 impl RealBroker {
-    async fn start(bin: &Path, data_dir: &Path) -> RealBroker {
+    pub async fn start(bin: &Path, data_dir: &Path) -> RealBroker {
         let dir = std::env::temp_dir().join(format!("clubhouse-broker-{}", uuid::Uuid::new_v4()));
         let mail_dir = dir.join("mail");
         std::fs::create_dir_all(&mail_dir).unwrap();
@@ -152,12 +152,12 @@ device_cookie_ttl = 0
         broker
     }
 
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits (bounded) for the one email the broker sends and returns it decoded.
-    async fn wait_for_mail(&self) -> String {
+    pub async fn wait_for_mail(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mail = std::fs::read_dir(&self.mail_dir)
@@ -202,15 +202,22 @@ fn decode_quoted_printable(raw: &str) -> String {
 }
 
 /// The `session` and `code` of the confirmation link in the email.
-fn confirmation(mail: &str, broker: &str) -> (String, String) {
+/// The confirmation link in the email, as a person would click it.
+pub fn confirmation_link(mail: &str, broker: &str) -> String {
     let start = mail
         .find(&format!("{broker}/confirm?"))
         .unwrap_or_else(|| panic!("no confirmation link in the email:\n{mail}"));
-    let link: String = mail[start..]
+    mail[start..]
         .chars()
         .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
-        .collect();
-    let url = url::Url::parse(&link.replace("&amp;", "&")).expect("confirmation link");
+        .collect::<String>()
+        .replace("&amp;", "&")
+}
+
+/// The `session` and `code` of the confirmation link in the email.
+fn confirmation(mail: &str, broker: &str) -> (String, String) {
+    let link = confirmation_link(mail, broker);
+    let url = url::Url::parse(&link).expect("confirmation link");
     let get = |name: &str| {
         url.query_pairs()
             .find(|(k, _)| k == name)
