@@ -36,6 +36,8 @@ pub struct Config {
     pub admin_emails: Vec<EmailAddress>,
     /// The site's name, shown in page titles and the header.
     pub site_name: String,
+    /// The line at the bottom of every page.
+    pub footer_text: String,
     /// Time limit on each request to the broker (discovery and keys).
     pub broker_timeout: Duration,
     /// Shortest wait between two key fetches caused by tokens with an unknown key id.
@@ -197,6 +199,8 @@ impl Config {
             EmailAddress::parse(s).map_err(|e| format!("{s:?} is not usable: {e}"))
         })?;
         let site_name = var("SITE_NAME").unwrap_or_else(|| "Clubhouse".into());
+        let footer_text = var("FOOTER_TEXT")
+            .unwrap_or_else(|| "Members sign in by email, through Portier: no passwords.".into());
 
         Ok(Config {
             public_url,
@@ -207,6 +211,7 @@ impl Config {
             purge_interval,
             admin_emails,
             site_name,
+            footer_text,
             broker_timeout,
             key_refetch_cooldown,
             session_idle_timeout,

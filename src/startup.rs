@@ -85,6 +85,7 @@ impl Application {
         let rp = web::Data::new(RelyingParty::new(pool.clone(), broker, &config.public_url));
         let site = web::Data::new(Site {
             name: config.site_name.clone(),
+            footer: config.footer_text.clone(),
             ..Site::default()
         });
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));

@@ -10,6 +10,8 @@ use crate::security::Csrf;
 pub struct Site {
     /// The site's name (`SITE_NAME`).
     pub name: String,
+    /// The footer line (`FOOTER_TEXT`).
+    pub footer: String,
     /// Whether the visitor is signed in (shows "Sign out").
     pub signed_in: bool,
     /// Whether the visitor is an admin (shows the admin link).
@@ -22,6 +24,7 @@ impl Default for Site {
     fn default() -> Self {
         Site {
             name: "Clubhouse".into(),
+            footer: String::new(),
             signed_in: false,
             is_admin: false,
             csrf_token: String::new(),

@@ -45,6 +45,9 @@ async fn a_member_signs_in_lands_on_the_page_asked_for_and_signs_out() {
     b.wait_for_url("the front page", |u| u.contains("/?next=%2Faccount"))
         .await;
     b.capture("front-page").await;
+    b.resize(390, 844).await;
+    b.capture("front-page-phone").await;
+    b.resize(1000, 900).await;
     ask_to_sign_in(&b, &app, "ann@example.com", &app.broker.origin).await;
     b.capture("broker-page").await;
     b.click("#continue").await;
@@ -58,6 +61,9 @@ async fn a_member_signs_in_lands_on_the_page_asked_for_and_signs_out() {
     b.goto(&format!("{}/members", app.public_url)).await;
     b.wait_for_text("Who is here").await;
     b.capture("members").await;
+    b.resize(390, 844).await;
+    b.capture("members-phone").await;
+    b.resize(1000, 900).await;
     b.goto(&format!("{}/account/delete", app.public_url)).await;
     b.wait_for_text("Delete your account").await;
     b.capture("account-delete").await;

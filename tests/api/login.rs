@@ -426,3 +426,28 @@ async fn session_cookies_are_secure_when_the_site_is_served_over_https() {
     assert!(set_cookie.contains("Secure"), "{set_cookie}");
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
 }
+
+#[actix_web::test]
+async fn the_site_name_and_footer_are_settings() {
+    let app = spawn_app_with(&[
+        ("SITE_NAME", "Chess & Tea Club"),
+        ("FOOTER_TEXT", "Est. 1987"),
+    ])
+    .await;
+    let page = app.browser().get("/").await;
+    assert!(
+        page.body
+            .contains("<title>Sign in · Chess &#38; Tea Club</title>")
+            || page
+                .body
+                .contains("<title>Sign in · Chess &amp; Tea Club</title>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Est. 1987"));
+    let missing = app.browser().get("/nowhere").await;
+    assert!(
+        missing.body.contains("Est. 1987"),
+        "error pages use the same frame"
+    );
+}

@@ -161,6 +161,16 @@ impl Browser<'_> {
         self.call("POST", "/url", Some(json!({ "url": url }))).await;
     }
 
+    /// Resizes the window (a phone is about 390 by 844).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// The current URL.
     pub async fn url(&self) -> String {
         self.call("GET", "/url", None)
