@@ -30,6 +30,10 @@ async fn sign_in(b: &Browser<'_>, app: &TestApp, email: &str) {
     b.goto(&format!("{}/", app.public_url)).await;
     ask_to_sign_in(b, app, email, &app.broker.origin).await;
     b.click("#continue").await;
+    // Back on the site: the broker's page and its POST are done (a refusal is the answer to
+    // /verify itself, a success a redirect from it).
+    b.wait_for_url("the site", |u| u.starts_with(&app.public_url))
+        .await;
 }
 
 #[actix_web::test]
@@ -129,6 +133,9 @@ async fn a_sign_in_finished_in_another_browser_profile_is_refused() {
 
     // The browser that started it can still finish.
     started_here.click("#continue").await;
+    started_here
+        .wait_for_url("the members page", |u| u.ends_with("/members"))
+        .await;
     started_here.wait_for_text("bea@example.com").await;
     started_here.close().await;
     elsewhere.close().await;
@@ -191,14 +198,22 @@ async fn a_member_signs_in_through_the_real_broker_and_its_email() {
             std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_none(),
             "portier-broker is required here"
         );
-        eprintln!(
-            "browser: the real broker is not installed; the test broker flows above cover the browser"
-        );
+        // The same flow through the test broker, so the browser path is still covered.
+        eprintln!("browser: portier-broker is not installed; this run used the test broker");
+        let app = app_with(&[("SIGNUP_MODE", "open")]).await;
+        let b = driver.browser("test-broker").await;
+        b.goto(&format!("{}/members", app.public_url)).await;
+        ask_to_sign_in(&b, &app, "Ria@Example.com", &app.broker.origin).await;
+        b.click("#continue").await;
+        b.wait_for_url("the members page", |u| u.ends_with("/members"))
+            .await;
+        b.wait_for_text("ria@example.com").await;
+        b.close().await;
         return;
     };
     let broker = RealBroker::start(&bin, &data).await;
     eprintln!(
-        "browser: using the real broker {} at {}",
+        "browser: this run used the real broker {} at {}",
         bin.display(),
         broker.origin
     );
