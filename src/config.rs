@@ -60,6 +60,10 @@ pub struct Config {
     pub allowed_domains: Vec<String>,
     /// How long audit entries are kept.
     pub audit_retention: Duration,
+    /// The folder of Markdown pages.
+    pub content_dir: std::path::PathBuf,
+    /// Whether raw HTML in Markdown pages is kept (otherwise it is shown as text).
+    pub content_allow_html: bool,
 }
 
 /// Who may become a member once the broker has verified their address.
@@ -195,6 +199,18 @@ impl Config {
                 .map_err(|_| format!("{s:?} is not a domain name"))
         })?;
         let audit_retention = parse_duration_var(&var, "AUDIT_RETENTION", "180d")?;
+        let content_dir =
+            std::path::PathBuf::from(var("CONTENT_DIR").unwrap_or_else(|| "content".into()));
+        let content_allow_html = match var("CONTENT_ALLOW_HTML").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "CONTENT_ALLOW_HTML",
+                    format!("{other:?}: expected true or false"),
+                ));
+            }
+        };
         let admin_emails = parse_list(&var, "ADMIN_EMAILS", |s| {
             EmailAddress::parse(s).map_err(|e| format!("{s:?} is not usable: {e}"))
         })?;
@@ -223,6 +239,8 @@ impl Config {
             signup_mode,
             allowed_domains,
             audit_retention,
+            content_dir,
+            content_allow_html,
         })
     }
 

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod content;
 pub mod db;
 pub mod email;
 pub mod error;

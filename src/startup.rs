@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
+use crate::content::Content;
 use crate::db::{self, Pool};
 use crate::error::{AppError, render_error_pages};
 use crate::portier::{Broker, RelyingParty};
@@ -83,9 +84,15 @@ impl Application {
             config.key_refetch_cooldown,
         ));
         let rp = web::Data::new(RelyingParty::new(pool.clone(), broker, &config.public_url));
+        let content = Arc::new(
+            Content::load(&config.content_dir, config.content_allow_html)
+                .map_err(|e| anyhow::anyhow!("a page in CONTENT_DIR is broken: {e}"))?,
+        );
+        let content_data = web::Data::from(content.clone());
         let site = web::Data::new(Site {
             name: config.site_name.clone(),
             footer: config.footer_text.clone(),
+            content: Some(content),
             ..Site::default()
         });
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
@@ -136,6 +143,7 @@ impl Application {
                 .app_data(pool_data.clone())
                 .app_data(config_data.clone())
                 .app_data(csrf_key.clone())
+                .app_data(content_data.clone())
                 .app_data(
                     web::FormConfig::default()
                         .limit(FORM_LIMIT)

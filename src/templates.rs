@@ -2,6 +2,9 @@
 
 use askama::Template;
 
+use std::sync::Arc;
+
+use crate::content::{Access, Content, NavLink};
 use crate::db::members::Member;
 use crate::security::Csrf;
 
@@ -18,6 +21,8 @@ pub struct Site {
     pub is_admin: bool,
     /// The CSRF token for this page's forms (empty on pages without forms).
     pub csrf_token: String,
+    /// The Markdown pages, for the navigation.
+    pub content: Option<Arc<Content>>,
 }
 
 impl Default for Site {
@@ -28,11 +33,35 @@ impl Default for Site {
             signed_in: false,
             is_admin: false,
             csrf_token: String::new(),
+            content: None,
         }
     }
 }
 
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Content")
+    }
+}
+
 impl Site {
+    /// The pages this visitor may see, for the navigation.
+    pub fn nav(&self) -> Vec<NavLink> {
+        match &self.content {
+            Some(content) => content.nav(self.access()),
+            None => Vec::new(),
+        }
+    }
+
+    /// What this visitor may read.
+    pub fn access(&self) -> Option<Access> {
+        match (self.signed_in, self.is_admin) {
+            (false, _) => None,
+            (true, false) => Some(Access::Members),
+            (true, true) => Some(Access::Admins),
+        }
+    }
+
     /// The frame for an anonymous visitor, with their form token.
     pub fn for_visitor(&self, csrf: &Csrf) -> Site {
         Site {
@@ -224,4 +253,14 @@ pub struct ErrorPage {
     pub reference: Option<String>,
     /// Whether to link to the sign-in form.
     pub offer_sign_in: bool,
+}
+
+/// `GET /pages/…`: a Markdown page.
+#[derive(Template)]
+#[template(path = "page.html")]
+pub struct ContentPage {
+    /// The frame.
+    pub site: Site,
+    /// The page.
+    pub page: crate::content::Page,
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod members;
+pub mod pages;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route(web::post().to(admin::import)),
         )
+        .route("/pages/{slug:.*}", web::get().to(pages::page))
         .route("/healthz", web::get().to(health::healthz))
         .route("/static/style.css", web::get().to(static_css));
 }

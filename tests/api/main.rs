@@ -13,6 +13,7 @@ mod helpers;
 mod keys;
 mod login;
 mod membership;
+mod pages;
 mod purge;
 mod real_broker;
 mod webdriver;
