@@ -71,6 +71,9 @@ async fn a_member_signs_in_lands_on_the_page_asked_for_and_signs_out() {
     b.goto(&format!("{}/account/delete", app.public_url)).await;
     b.wait_for_text("Delete your account").await;
     b.capture("account-delete").await;
+    b.goto(&format!("{}/pages/welcome", app.public_url)).await;
+    b.wait_for_text("How to add a page").await;
+    b.capture("content-page").await;
     b.goto(&format!("{}/no-such-page", app.public_url)).await;
     b.wait_for_text("Page not found").await;
     b.capture("not-found").await;
