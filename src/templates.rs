@@ -105,8 +105,12 @@ pub struct MembersPage {
     pub site: Site,
     /// Who is signed in.
     pub member: Member,
-    /// Display names of the active members.
+    /// Display names of the active members, this page of them.
     pub directory: Vec<String>,
+    /// The directory page, from 1.
+    pub page: i64,
+    /// Whether there are more names after this page.
+    pub has_next: bool,
 }
 
 /// A session as the account page lists it.

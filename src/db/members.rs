@@ -184,13 +184,18 @@ pub async fn all<'c>(db: impl Executor<'c, Database = Any>) -> Result<Vec<Member
     .await
 }
 
-/// The display names of active members, by name (the directory).
+/// One page of the display names of active members, by name (the directory).
 pub async fn active_names<'c>(
     db: impl Executor<'c, Database = Any>,
+    limit: i64,
+    offset: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT display_name FROM members WHERE status = 'active' ORDER BY lower(display_name)",
+        "SELECT display_name FROM members WHERE status = 'active' \
+         ORDER BY lower(display_name), id LIMIT $1 OFFSET $2",
     )
+    .bind(limit)
+    .bind(offset)
     .fetch_all(db)
     .await
 }

@@ -278,3 +278,34 @@ async fn old_audit_entries_are_purged_after_the_retention() {
     assert_eq!(purged.audit_entries, 1);
     assert!(app.audit_actions().await.is_empty());
 }
+
+#[actix_web::test]
+async fn the_directory_comes_a_page_at_a_time() {
+    let app = spawn_app_with(&[("ADMIN_EMAILS", "boss@example.com")]).await;
+    let names: Vec<String> = (0..150).map(|i| format!("d{i:03}@example.com")).collect();
+    let csv = format!(
+        "email,status\n{}",
+        names
+            .iter()
+            .map(|n| format!("{n},active\n"))
+            .collect::<String>()
+    );
+    let boss = app.signed_in_browser("boss@example.com").await;
+    boss.submit("/admin/import", &[("csv", &csv), ("apply", "1")])
+        .await;
+    let names_on = |body: &str| {
+        let start = body.find(r#"<ul class="directory">"#).expect("directory");
+        let end = body[start..].find("</ul>").expect("end") + start;
+        body[start..end].matches("<li>").count()
+    };
+    let first = boss.get("/members").await;
+    assert_eq!(names_on(&first.body), 100, "a page of names");
+    assert!(first.body.contains("More names"));
+    let second = boss.get("/members?page=2").await;
+    assert_eq!(
+        names_on(&second.body),
+        51,
+        "the rest: 150 imported and boss"
+    );
+    assert!(second.body.contains("Previous names") && !second.body.contains("More names"));
+}

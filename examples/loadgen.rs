@@ -1,0 +1,533 @@
+//! Load generator: complete sign-ins against a real server, step by step.
+//!
+//! ```text
+//! cargo build --release --bin clubhouse --example loadgen
+//! target/release/examples/loadgen --server target/release/clubhouse \
+//!     --database sqlite --signins 4000 --concurrency 32
+//! ```
+//!
+//! It starts a test broker (the one the integration tests use) and the server binary given,
+//! trusting that broker, on a fresh database (`sqlite`, or a `postgres://` URL of a server on
+//! which it may create and drop a database). Then, in phases:
+//!
+//! 1. (untimed) each simulated browser fetches the front page for its CSRF cookie and token;
+//! 2. **login**: `POST /login` for every sign-in, keeping the nonce and binding cookie;
+//! 3. (untimed) the broker's tokens are minted, on all cores: RSA signing costs the generator
+//!    far more than verifying costs the server;
+//! 4. **verify**: `POST /verify` as the broker's page would, with the binding cookie;
+//! 5. **members**: `GET /members` with the new sessions.
+//!
+//! For each timed phase it prints requests per second, p50/p90/p99 latency and errors by kind,
+//! with the server's CPU time (from /proc) and its own. Every defense stays on; only the rate
+//! limits are raised through their settings, and the report names them.
+
+#[path = "../tests/api/broker.rs"]
+#[allow(dead_code)]
+mod broker;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use broker::TestBroker;
+use futures_util::StreamExt;
+use futures_util::stream;
+
+/// Settings the server runs with, besides its address, database and broker.
+const SERVER_SETTINGS: [(&str, &str); 4] = [
+    ("SIGNUP_MODE", "open"),
+    ("RATE_LIMIT_LOGIN_PER_IP", "100000000/1m"),
+    ("RATE_LIMIT_LOGIN_PER_EMAIL", "100/1m"),
+    ("RUST_LOG", "warn"),
+];
+
+struct Args {
+    server: String,
+    database: String,
+    signins: usize,
+    concurrency: usize,
+    members_per_signin: usize,
+    /// Fail (exit 1) when verify is slower than this many per second, or on any error.
+    min_verify_rps: Option<f64>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        server: "target/release/clubhouse".into(),
+        database: "sqlite".into(),
+        signins: 2000,
+        concurrency: 32,
+        members_per_signin: 4,
+        min_verify_rps: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--server" => args.server = value()?,
+            "--database" => args.database = value()?,
+            "--signins" => args.signins = value()?.parse().map_err(|_| "--signins: a number")?,
+            "--concurrency" => {
+                args.concurrency = value()?.parse().map_err(|_| "--concurrency: a number")?
+            }
+            "--members-per-signin" => {
+                args.members_per_signin = value()?
+                    .parse()
+                    .map_err(|_| "--members-per-signin: a number")?
+            }
+            "--min-verify-rps" => {
+                args.min_verify_rps =
+                    Some(value()?.parse().map_err(|_| "--min-verify-rps: a number")?)
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// CPU seconds (user + system) of a process, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Resident memory of a process in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[derive(Default)]
+struct Phase {
+    latencies: Vec<Duration>,
+    errors: BTreeMap<String, usize>,
+    wall: Duration,
+    server_cpu: f64,
+    own_cpu: f64,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    fn pct(&self, p: f64) -> f64 {
+        let mut l = self.latencies.clone();
+        l.sort();
+        l.get(((l.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    }
+
+    fn print(&self, name: &str) {
+        let errors: usize = self.errors.values().sum();
+        println!(
+            "{name:<8} {:>6} ok {:>5} err {:>9.0}/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  server cpu {:>6.3} s  loadgen cpu {:>6.3} s  {:?}",
+            self.latencies.len(),
+            errors,
+            self.rps(),
+            self.pct(0.50),
+            self.pct(0.90),
+            self.pct(0.99),
+            self.server_cpu,
+            self.own_cpu,
+            self.errors
+        );
+    }
+}
+
+/// A simulated browser's cookies and form token.
+#[derive(Clone, Default)]
+struct Visitor {
+    csrf_cookie: String,
+    csrf_token: String,
+}
+
+/// One sign-in in progress.
+#[derive(Clone, Default)]
+struct SignIn {
+    email: String,
+    nonce: String,
+    binding: String,
+    token: String,
+    session: String,
+}
+
+fn cookie_value(res_headers: &actix_web::http::header::HeaderMap, name: &str) -> Option<String> {
+    res_headers
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+async fn timed<T, F, Fut>(pid: &str, items: Vec<T>, concurrency: usize, f: F) -> (Phase, Vec<T>)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = (T, Result<Duration, String>)>,
+{
+    let (server0, own0, t0) = (cpu_seconds(pid), cpu_seconds("self"), Instant::now());
+    let results: Vec<(T, Result<Duration, String>)> = stream::iter(items)
+        .map(&f)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut phase = Phase {
+        wall: t0.elapsed(),
+        server_cpu: cpu_seconds(pid) - server0,
+        own_cpu: cpu_seconds("self") - own0,
+        ..Phase::default()
+    };
+    let mut done = Vec::new();
+    for (item, r) in results {
+        match r {
+            Ok(d) => {
+                phase.latencies.push(d);
+                done.push(item);
+            }
+            Err(kind) => *phase.errors.entry(kind).or_default() += 1,
+        }
+    }
+    (phase, done)
+}
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let broker = TestBroker::start_with_auth_host("127.0.0.1", "127.0.0.1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port());
+    let Ok(port) = port else {
+        eprintln!("loadgen: no free port");
+        return std::process::ExitCode::FAILURE;
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let (database_url, cleanup) = match fresh_database(&args.database).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let mut server: Child = match Command::new(&args.server)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PUBLIC_URL", &base)
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", &database_url)
+        .env("BROKER_URL", &broker.origin)
+        .envs(SERVER_SETTINGS)
+        .stdout(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("loadgen: cannot start {}: {e}", args.server);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let pid = server.id().to_string();
+    let client = awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_secs(30))
+        .connector(awc::Connector::new().limit(args.concurrency * 2))
+        .finish();
+    // Ready: the first answered request, with migrations applied.
+    let startup = loop {
+        if let Ok(res) = client.get(format!("{base}/healthz")).send().await
+            && res.status().is_success()
+        {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            eprintln!("loadgen: the server did not start");
+            let _ = server.kill();
+            return std::process::ExitCode::FAILURE;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let rss_idle = rss_mib(server.id());
+
+    println!(
+        "server {} on {} ({}), settings {:?}",
+        args.server,
+        base,
+        if args.database == "sqlite" {
+            "sqlite"
+        } else {
+            "postgres"
+        },
+        SERVER_SETTINGS
+    );
+    println!(
+        "sign-ins {}, concurrency {}, members pages per sign-in {}; start-up to first answer {:.0} ms; RSS idle {:.1} MiB",
+        args.signins,
+        args.concurrency,
+        args.members_per_signin,
+        startup.as_secs_f64() * 1000.0,
+        rss_idle
+    );
+
+    // 1. Each simulated browser gets its CSRF cookie and token (untimed).
+    let mut visitors = Vec::new();
+    for _ in 0..args.concurrency {
+        let Ok(mut res) = client.get(format!("{base}/")).send().await else {
+            eprintln!("loadgen: front page failed");
+            return std::process::ExitCode::FAILURE;
+        };
+        let body = res.body().await.unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
+        let marker = r#"name="csrf_token" value=""#;
+        let token = body
+            .find(marker)
+            .map(|i| {
+                body[i + marker.len()..]
+                    .split('"')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        visitors.push(Visitor {
+            csrf_cookie: cookie_value(res.headers(), "clubhouse_csrf").unwrap_or_default(),
+            csrf_token: token,
+        });
+    }
+
+    // 2. login
+    let signins: Vec<(usize, SignIn)> = (0..args.signins)
+        .map(|i| {
+            (
+                i,
+                SignIn {
+                    email: format!("user{i}@load.test"),
+                    ..SignIn::default()
+                },
+            )
+        })
+        .collect();
+    let (login, signins) = timed(&pid, signins, args.concurrency, |(i, mut s)| {
+        let client = &client;
+        let base = &base;
+        let v = visitors[i % visitors.len()].clone();
+        async move {
+            let t = Instant::now();
+            let res = client
+                .post(format!("{base}/login"))
+                .insert_header(("origin", base.as_str()))
+                .insert_header(("cookie", format!("clubhouse_csrf={}", v.csrf_cookie)))
+                .send_form(&[
+                    ("email", s.email.as_str()),
+                    ("csrf_token", v.csrf_token.as_str()),
+                ])
+                .await;
+            let r = match res {
+                Err(e) => Err(format!("send: {e}")),
+                Ok(res) if res.status() != 303 => Err(format!("status {}", res.status().as_u16())),
+                Ok(res) => {
+                    let location = res
+                        .headers()
+                        .get("location")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    s.nonce = url::Url::parse(location)
+                        .ok()
+                        .and_then(|u| {
+                            u.query_pairs()
+                                .find(|(k, _)| k == "nonce")
+                                .map(|(_, v)| v.into_owned())
+                        })
+                        .unwrap_or_default();
+                    s.binding = cookie_value(res.headers(), "clubhouse_login").unwrap_or_default();
+                    Ok(t.elapsed())
+                }
+            };
+            ((i, s), r)
+        }
+    })
+    .await;
+
+    // 3. Mint the tokens on all cores (untimed).
+    let client_id = base.clone();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let chunk = signins.len().div_ceil(threads).max(1);
+    let mut minted: Vec<(usize, SignIn)> = Vec::with_capacity(signins.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = signins
+            .chunks(chunk)
+            .map(|part| {
+                let (broker, client_id) = (&broker, &client_id);
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(i, s)| {
+                            let claims = broker.claims(client_id, &s.nonce, &s.email);
+                            (
+                                *i,
+                                SignIn {
+                                    token: broker.token(&claims),
+                                    ..s.clone()
+                                },
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            minted.extend(h.join().unwrap_or_default());
+        }
+    });
+
+    // 4. verify
+    let (verify, verified) = timed(&pid, minted, args.concurrency, |(i, mut s)| {
+        let client = &client;
+        let base = &base;
+        async move {
+            let t = Instant::now();
+            let res = client
+                .post(format!("{base}/verify"))
+                .insert_header(("origin", "null"))
+                .insert_header(("cookie", format!("clubhouse_login={}", s.binding)))
+                .send_form(&[("id_token", s.token.as_str()), ("state", "")])
+                .await;
+            let r = match res {
+                Err(e) => Err(format!("send: {e}")),
+                Ok(res) if res.status() != 303 => Err(format!("status {}", res.status().as_u16())),
+                Ok(res) => {
+                    s.session =
+                        cookie_value(res.headers(), "clubhouse_session").unwrap_or_default();
+                    Ok(t.elapsed())
+                }
+            };
+            ((i, s), r)
+        }
+    })
+    .await;
+
+    // 5. members
+    let pages: Vec<(usize, SignIn)> = (0..args.members_per_signin)
+        .flat_map(|_| verified.iter().cloned())
+        .collect();
+    let (members, _) = timed(&pid, pages, args.concurrency, |(i, s)| {
+        let client = &client;
+        let base = &base;
+        async move {
+            let t = Instant::now();
+            let res = client
+                .get(format!("{base}/members"))
+                .insert_header(("cookie", format!("clubhouse_session={}", s.session)))
+                .send()
+                .await;
+            let r = match res {
+                Err(e) => Err(format!("send: {e}")),
+                Ok(mut res) if res.status() == 200 => {
+                    let _ = res.body().limit(8 << 20).await;
+                    Ok(t.elapsed())
+                }
+                Ok(res) => Err(format!("status {}", res.status().as_u16())),
+            };
+            ((i, s), r)
+        }
+    })
+    .await;
+
+    let rss_load = rss_mib(server.id());
+    login.print("login");
+    verify.print("verify");
+    members.print("members");
+    let complete = verify.latencies.len().max(1) as f64;
+    println!(
+        "server CPU per complete sign-in (login + verify): {:.3} ms; RSS after load {:.1} MiB",
+        (login.server_cpu + verify.server_cpu) / complete * 1000.0,
+        rss_load
+    );
+
+    let _ = server.kill();
+    let _ = server.wait();
+    cleanup.await;
+
+    let errors: usize = [&login, &verify, &members]
+        .iter()
+        .map(|p| p.errors.values().sum::<usize>())
+        .sum();
+    if let Some(min) = args.min_verify_rps {
+        if errors > 0 || verify.rps() < min {
+            eprintln!(
+                "loadgen: regression: {errors} errors, verify {:.0}/s (minimum {min}/s)",
+                verify.rps()
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+        println!(
+            "loadgen: guard passed (no errors, verify {:.0}/s >= {min}/s)",
+            verify.rps()
+        );
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// A fresh database URL, and a future that removes it.
+async fn fresh_database(
+    spec: &str,
+) -> Result<
+    (
+        String,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+    ),
+    String,
+> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    if spec == "sqlite" {
+        let path = std::env::temp_dir().join(format!("clubhouse-load-{id}.db"));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let cleanup = async move {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        };
+        return Ok((url, Box::pin(cleanup)));
+    }
+    use sqlx::{Connection, Executor};
+    let name = format!("clubhouse_load_{id}");
+    let mut conn = sqlx::PgConnection::connect(spec)
+        .await
+        .map_err(|e| format!("postgres: {e}"))?;
+    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#)))
+        .await
+        .map_err(|e| format!("create database: {e}"))?;
+    let mut url = url::Url::parse(spec).map_err(|e| e.to_string())?;
+    url.set_path(&name);
+    let admin = spec.to_owned();
+    let cleanup = async move {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+            let _ = conn
+                .execute(sqlx::AssertSqlSafe(format!(
+                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                )))
+                .await;
+        }
+    };
+    Ok((url.to_string(), Box::pin(cleanup)))
+}
