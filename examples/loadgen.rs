@@ -34,11 +34,10 @@ use futures_util::StreamExt;
 use futures_util::stream;
 
 /// Settings the server runs with, besides its address, database and broker.
-const SERVER_SETTINGS: [(&str, &str); 4] = [
+const SERVER_SETTINGS: [(&str, &str); 3] = [
     ("SIGNUP_MODE", "open"),
     ("RATE_LIMIT_LOGIN_PER_IP", "100000000/1m"),
     ("RATE_LIMIT_LOGIN_PER_EMAIL", "100/1m"),
-    ("RUST_LOG", "warn"),
 ];
 
 struct Args {
@@ -49,6 +48,12 @@ struct Args {
     members_per_signin: usize,
     /// Fail (exit 1) when verify is slower than this many per second, or on any error.
     min_verify_rps: Option<f64>,
+    /// Members to add before the run.
+    preload_members: u64,
+    /// Expired login attempts to add before the run (waiting for the purge).
+    preload_expired: u64,
+    /// The server's PURGE_INTERVAL.
+    purge_interval: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +64,9 @@ fn parse_args() -> Result<Args, String> {
         concurrency: 32,
         members_per_signin: 4,
         min_verify_rps: None,
+        preload_members: 0,
+        preload_expired: 0,
+        purge_interval: "1h".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,6 +83,17 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| "--members-per-signin: a number")?
             }
+            "--preload-members" => {
+                args.preload_members = value()?
+                    .parse()
+                    .map_err(|_| "--preload-members: a number")?
+            }
+            "--preload-expired" => {
+                args.preload_expired = value()?
+                    .parse()
+                    .map_err(|_| "--preload-expired: a number")?
+            }
+            "--purge-interval" => args.purge_interval = value()?,
             "--min-verify-rps" => {
                 args.min_verify_rps =
                     Some(value()?.parse().map_err(|_| "--min-verify-rps: a number")?)
@@ -235,7 +254,10 @@ async fn main() -> std::process::ExitCode {
         .env("DATABASE_URL", &database_url)
         .env("BROKER_URL", &broker.origin)
         .envs(SERVER_SETTINGS)
+        .env("PURGE_INTERVAL", &args.purge_interval)
+        .env("RUST_LOG", "warn,clubhouse::jobs=info")
         .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
     {
         Ok(c) => c,
@@ -245,6 +267,22 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let pid = server.id().to_string();
+    // Pass the server's log through, marking the purge's lines.
+    if let Some(stderr) = server.stderr.take() {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("purged") {
+                    println!("server: {line}");
+                } else {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
+    }
     let client = awc::Client::builder()
         .disable_redirects()
         .timeout(Duration::from_secs(30))
@@ -265,6 +303,20 @@ async fn main() -> std::process::ExitCode {
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let rss_idle = rss_mib(server.id());
+    if args.preload_members > 0 || args.preload_expired > 0 {
+        let t = Instant::now();
+        if let Err(e) = preload(&database_url, args.preload_members, args.preload_expired).await {
+            eprintln!("loadgen: preload failed: {e}");
+            let _ = server.kill();
+            return std::process::ExitCode::FAILURE;
+        }
+        println!(
+            "preloaded {} members and {} expired login attempts in {:.1} s",
+            args.preload_members,
+            args.preload_expired,
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     println!(
         "server {} on {} ({}), settings {:?}",
@@ -484,6 +536,34 @@ async fn main() -> std::process::ExitCode {
         );
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// Adds `members` active members and `expired` expired login attempts, each in one statement.
+async fn preload(url: &str, members: u64, expired: u64) -> Result<(), sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await?;
+    if members > 0 {
+        sqlx::query(
+            "INSERT INTO members (id, email, display_name, role, status, created_at) \
+             WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < $1) \
+             SELECT 'pre-' || x, 'pre' || x || '@load.test', 'pre' || x, 'member', 'active', 0 FROM n",
+        )
+        .bind(members as i64)
+        .execute(&pool)
+        .await?;
+    }
+    if expired > 0 {
+        sqlx::query(
+            "INSERT INTO login_attempts (nonce, email, next_path, created_at, expires_at) \
+             WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < $1) \
+             SELECT 'old-' || x, 'old' || x || '@load.test', '/', 0, 1 FROM n",
+        )
+        .bind(expired as i64)
+        .execute(&pool)
+        .await?;
+    }
+    pool.close().await;
+    Ok(())
 }
 
 /// A fresh database URL, and a future that removes it.

@@ -74,6 +74,7 @@ pub async fn run_purge(
         if *stop.borrow() {
             break;
         }
+        let started = std::time::Instant::now();
         match purge_expired(&pool, db::now(), audit_retention).await {
             Ok(p) if p == Purged::default() => tracing::debug!("purge: nothing expired"),
             Ok(p) => tracing::info!(
@@ -81,6 +82,7 @@ pub async fn run_purge(
                 sessions = p.sessions,
                 rate_limits = p.rate_limits,
                 audit_entries = p.audit_entries,
+                elapsed_ms = started.elapsed().as_millis() as u64,
                 "purged expired rows"
             ),
             Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
