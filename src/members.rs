@@ -43,8 +43,8 @@ pub async fn admit(
     let is_admin = config.admin_emails.contains(email);
     let mut tx = db::begin_write(pool).await?;
     let existing = db::members::find_by_email(&mut *tx, email.as_str()).await?;
-    let member = match existing {
-        Some(m) => m,
+    let (member, just_created) = match existing {
+        Some(m) => (m, false),
         None => {
             let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
             let status = match config.signup_mode {
@@ -63,22 +63,25 @@ pub async fn admit(
                 }
             };
             let role = if is_admin { "admin" } else { "member" };
-            let fresh = new_member(email, role, status, now);
-            // Two first sign-ins at once: the second finds the first one's row.
-            db::members::insert_if_absent(&mut *tx, &fresh).await?;
-            let stored = db::members::find_by_email(&mut *tx, email.as_str()).await?;
-            let Some(stored) = stored else {
-                return Err(sqlx::Error::RowNotFound);
-            };
-            if stored.status == "pending" {
-                let event = Event {
-                    subject: Some(&stored.id),
-                    email: Some(email.as_str()),
-                    ..Event::default()
-                };
-                audit::record(&mut *tx, Action::MemberRequested, event).await?;
+            let mut fresh = new_member(email, role, status, now);
+            if status == "active" {
+                fresh.last_login_at = Some(now);
             }
-            stored
+            if db::members::insert_if_absent(&mut *tx, &fresh).await? {
+                if status == "pending" {
+                    let event = Event {
+                        subject: Some(&fresh.id),
+                        email: Some(email.as_str()),
+                        ..Event::default()
+                    };
+                    audit::record(&mut *tx, Action::MemberRequested, event).await?;
+                }
+                (fresh, true)
+            } else {
+                // Another first sign-in of this address got there first: use its row.
+                let stored = db::members::find_by_email(&mut *tx, email.as_str()).await?;
+                (stored.ok_or(sqlx::Error::RowNotFound)?, false)
+            }
         }
     };
     let refused = match member.status.as_str() {
@@ -97,9 +100,14 @@ pub async fn admit(
         tx.commit().await?;
         return Ok(admission);
     }
-    let member = db::members::record_sign_in(&mut *tx, &member.id, now, is_admin)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+    // A member created just now already has their sign-in time; others are updated.
+    let member = if just_created {
+        member
+    } else {
+        db::members::record_sign_in(&mut *tx, &member.id, now, is_admin)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?
+    };
     let event = Event {
         actor: Some(&member.id),
         subject: Some(&member.id),
