@@ -254,6 +254,7 @@ async fn main() -> std::process::ExitCode {
         .env("DATABASE_URL", &database_url)
         .env("BROKER_URL", &broker.origin)
         .envs(SERVER_SETTINGS)
+        .envs(std::env::vars().filter(|(k, _)| k.starts_with("EXP_")))
         .env("PURGE_INTERVAL", &args.purge_interval)
         .env("RUST_LOG", "warn,clubhouse::jobs=info")
         .stdout(Stdio::null())

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod db;
+pub mod directory;
 pub mod email;
 pub mod error;
 pub mod jobs;

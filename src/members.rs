@@ -6,6 +6,7 @@ use crate::audit::{self, Action, Event};
 use crate::config::{Config, SignupMode};
 use crate::db::{self, Pool, members::Member};
 use crate::email::EmailAddress;
+use sqlx::AnyConnection;
 
 /// The outcome of a verified sign-in.
 #[derive(Debug)]
@@ -32,58 +33,59 @@ fn new_member(email: &EmailAddress, role: &str, status: &str, now: i64) -> Membe
     }
 }
 
-/// Decides on `email`, which the broker has just verified, and records the decision. Nobody
-/// learns whether an address is a member before the broker has verified it.
+/// Decides on `email`, which the broker has just verified, and records the decision through
+/// `conn`: the caller's write transaction, which it commits whatever the outcome (a refusal
+/// is recorded too). Nobody learns whether an address is a member before the broker has
+/// verified it.
 pub async fn admit(
-    pool: &Pool,
+    conn: &mut AnyConnection,
     config: &Config,
     email: &EmailAddress,
 ) -> Result<Admission, sqlx::Error> {
     let now = db::now();
     let is_admin = config.admin_emails.contains(email);
-    let mut tx = db::begin_write(pool).await?;
-    let existing = db::members::find_by_email(&mut *tx, email.as_str()).await?;
-    let (member, just_created) = match existing {
-        Some(m) => (m, false),
-        None => {
-            let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
-            let status = match config.signup_mode {
-                _ if is_admin || allowed_domain => "active",
-                SignupMode::Open => "active",
-                SignupMode::Approval => "pending",
-                SignupMode::Invite => {
-                    let event = Event {
-                        email: Some(email.as_str()),
-                        detail: "not_invited",
-                        ..Event::default()
-                    };
-                    audit::record(&mut *tx, Action::SignInRefused, event).await?;
-                    tx.commit().await?;
-                    return Ok(Admission::NotInvited);
-                }
-            };
-            let role = if is_admin { "admin" } else { "member" };
-            let mut fresh = new_member(email, role, status, now);
-            if status == "active" {
-                fresh.last_login_at = Some(now);
+    // The common case, a member signing in again, is this one statement.
+    let mut member =
+        db::members::record_sign_in_by_email(&mut *conn, email.as_str(), now, is_admin).await?;
+    if member.is_none() {
+        let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
+        let status = match config.signup_mode {
+            _ if is_admin || allowed_domain => "active",
+            SignupMode::Open => "active",
+            SignupMode::Approval => "pending",
+            SignupMode::Invite => {
+                let event = Event {
+                    email: Some(email.as_str()),
+                    detail: "not_invited",
+                    ..Event::default()
+                };
+                audit::record(&mut *conn, Action::SignInRefused, event).await?;
+                return Ok(Admission::NotInvited);
             }
-            if db::members::insert_if_absent(&mut *tx, &fresh).await? {
-                if status == "pending" {
-                    let event = Event {
-                        subject: Some(&fresh.id),
-                        email: Some(email.as_str()),
-                        ..Event::default()
-                    };
-                    audit::record(&mut *tx, Action::MemberRequested, event).await?;
-                }
-                (fresh, true)
-            } else {
-                // Another first sign-in of this address got there first: use its row.
-                let stored = db::members::find_by_email(&mut *tx, email.as_str()).await?;
-                (stored.ok_or(sqlx::Error::RowNotFound)?, false)
-            }
+        };
+        let role = if is_admin { "admin" } else { "member" };
+        let mut fresh = new_member(email, role, status, now);
+        if status == "active" {
+            fresh.last_login_at = Some(now);
         }
-    };
+        if db::members::insert_if_absent(&mut *conn, &fresh).await? {
+            if status == "pending" {
+                let event = Event {
+                    subject: Some(&fresh.id),
+                    email: Some(email.as_str()),
+                    ..Event::default()
+                };
+                audit::record(&mut *conn, Action::MemberRequested, event).await?;
+            }
+            member = Some(fresh);
+        } else {
+            // Another first sign-in of this address got there first: use its row.
+            member =
+                db::members::record_sign_in_by_email(&mut *conn, email.as_str(), now, is_admin)
+                    .await?;
+        }
+    }
+    let member = member.ok_or(sqlx::Error::RowNotFound)?;
     let refused = match member.status.as_str() {
         "pending" => Some((Admission::Pending, "pending")),
         "suspended" => Some((Admission::Suspended, "suspended")),
@@ -96,25 +98,15 @@ pub async fn admit(
             detail: reason,
             ..Event::default()
         };
-        audit::record(&mut *tx, Action::SignInRefused, event).await?;
-        tx.commit().await?;
+        audit::record(&mut *conn, Action::SignInRefused, event).await?;
         return Ok(admission);
     }
-    // A member created just now already has their sign-in time; others are updated.
-    let member = if just_created {
-        member
-    } else {
-        db::members::record_sign_in(&mut *tx, &member.id, now, is_admin)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?
-    };
     let event = Event {
         actor: Some(&member.id),
         subject: Some(&member.id),
         ..Event::default()
     };
-    audit::record(&mut *tx, Action::SignIn, event).await?;
-    tx.commit().await?;
+    audit::record(&mut *conn, Action::SignIn, event).await?;
     Ok(Admission::Admitted(member))
 }
 

@@ -40,19 +40,37 @@ impl Limit {
     }
 }
 
-/// Counts one event in `bucket`. `Ok(None)` when it is allowed, `Ok(Some(seconds))` when the
-/// limit is reached, with the seconds until the window ends (for `Retry-After`).
+/// Counts one event in each bucket, each against its own limit, in one statement.
+/// `Ok(None)` when all allow it; `Ok(Some(seconds))` when any limit is reached, with the
+/// seconds until the last such window ends (for `Retry-After`).
 pub async fn check(
     pool: &Pool,
-    bucket: &str,
-    limit: Limit,
+    counted: &[(String, Limit)],
     now: i64,
 ) -> Result<Option<u64>, sqlx::Error> {
-    let window = limit.window.as_secs().max(1) as i64;
-    let window_start = now - now.rem_euclid(window);
-    let window_end = window_start + window;
-    let hits = db::rate_limits::hit(pool, bucket, window_start, window_end).await?;
-    Ok((hits > i64::from(limit.count)).then(|| (window_end - now).max(1) as u64))
+    let hits: Vec<db::rate_limits::Hit<'_>> = counted
+        .iter()
+        .map(|(bucket, limit)| {
+            let window = limit.window.as_secs().max(1) as i64;
+            let window_start = now - now.rem_euclid(window);
+            db::rate_limits::Hit {
+                bucket,
+                window_start,
+                expires_at: window_start + window,
+            }
+        })
+        .collect();
+    if hits.is_empty() {
+        return Ok(None);
+    }
+    let counts = db::rate_limits::hit(pool, &hits).await?;
+    Ok(hits
+        .iter()
+        .zip(&counts)
+        .zip(counted)
+        .filter(|((_, count), (_, limit))| **count > i64::from(limit.count))
+        .map(|((hit, _), _)| (hit.expires_at - now).max(1) as u64)
+        .max())
 }
 
 #[cfg(test)]

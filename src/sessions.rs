@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::time::Duration;
 
-use crate::db::{self, Pool};
+use crate::db::{self, Pool, members::Member};
 
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "clubhouse_session";
@@ -26,6 +26,9 @@ const MEMBER_ID: &str = "member_id";
 const HANDLE: &str = "handle";
 const USER_AGENT: &str = "user_agent";
 const IP: &str = "ip";
+/// The member row the store loads with the session. Never stored: it is the member as the
+/// database holds them at the start of this request, not a copy kept in the session.
+const LOADED_MEMBER: &str = "loaded_member";
 const KEY_SETTING: &str = "session_cookie_key";
 
 /// Decodes a `SESSION_KEY` value: base64 of at least 64 random bytes.
@@ -130,16 +133,22 @@ impl SessionStore for DbSessionStore {
                 .await
                 .map_err(|e| LoadError::Other(e.into()))?;
         }
-        serde_json::from_str(&live.state)
-            .map(Some)
-            .map_err(|e| LoadError::Deserialization(e.into()))
+        let mut state: HashMap<String, String> =
+            serde_json::from_str(&live.state).map_err(|e| LoadError::Deserialization(e.into()))?;
+        state.remove(LOADED_MEMBER);
+        if let Some(member) = &live.member {
+            let member = serde_json::to_string(member).map_err(|e| LoadError::Other(e.into()))?;
+            state.insert(LOADED_MEMBER.to_owned(), member);
+        }
+        Ok(Some(state))
     }
 
     async fn save(
         &self,
-        session_state: HashMap<String, String>,
+        mut session_state: HashMap<String, String>,
         _cookie_ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
+        session_state.remove(LOADED_MEMBER);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
         let mut raw = [0u8; 32];
@@ -164,9 +173,10 @@ impl SessionStore for DbSessionStore {
     async fn update(
         &self,
         session_key: SessionKey,
-        session_state: HashMap<String, String>,
+        mut session_state: HashMap<String, String>,
         _cookie_ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
+        session_state.remove(LOADED_MEMBER);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let now = db::now();
@@ -208,6 +218,12 @@ impl MemberSession {
     /// The signed-in member's id, if any.
     pub fn member_id(&self) -> Option<String> {
         self.0.get::<String>(MEMBER_ID).ok().flatten()
+    }
+
+    /// The signed-in member as the database held them when this request's session was
+    /// loaded (one statement loads both). `None` when anonymous, or when the member is gone.
+    pub fn member(&self) -> Option<Member> {
+        self.0.get::<Member>(LOADED_MEMBER).ok().flatten()
     }
 
     /// This session's public handle (what the member's session list calls it).

@@ -17,6 +17,7 @@ use tracing_actix_web::TracingLogger;
 use crate::config::Config;
 use crate::content::Content;
 use crate::db::{self, Pool};
+use crate::directory::{self, Directory};
 use crate::error::{AppError, render_error_pages};
 use crate::portier::{Broker, RelyingParty};
 use crate::security::{self, CsrfKey};
@@ -96,6 +97,7 @@ impl Application {
             ..Site::default()
         });
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
+        let directory = web::Data::new(Directory::new(directory::TTL));
         if let Some(problem) = config.binding_problem() {
             tracing::warn!("{problem}");
         }
@@ -144,6 +146,7 @@ impl Application {
                 .app_data(config_data.clone())
                 .app_data(csrf_key.clone())
                 .app_data(content_data.clone())
+                .app_data(directory.clone())
                 .app_data(
                     web::FormConfig::default()
                         .limit(FORM_LIMIT)

@@ -106,7 +106,7 @@ pub struct MembersPage {
     /// Who is signed in.
     pub member: Member,
     /// Display names of the active members, this page of them.
-    pub directory: Vec<String>,
+    pub directory: std::sync::Arc<Vec<String>>,
     /// The directory page, from 1.
     pub page: i64,
     /// Whether there are more names after this page.

@@ -3,7 +3,7 @@
 use sqlx::{Any, Executor, FromRow};
 
 /// A member, as stored.
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// A uuid, stable for the member's lifetime (also across address changes).
     pub id: String,
@@ -88,22 +88,26 @@ pub async fn insert_if_absent<'c>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records a sign-in of an existing member: the time, `invited` becomes `active`, and
-/// `make_admin` promotes. Returns the row as it is afterwards.
-pub async fn record_sign_in<'c>(
+/// Records a sign-in of the member with this address, in one statement: for an `active` or
+/// `invited` member the time, `invited` becomes `active`, and `make_admin` promotes; a
+/// `pending` or `suspended` member is left as they are. Returns the row as it is afterwards
+/// (`None`: no such member).
+pub async fn record_sign_in_by_email<'c>(
     db: impl Executor<'c, Database = Any>,
-    id: &str,
+    email: &str,
     now: i64,
     make_admin: bool,
 ) -> Result<Option<Member>, sqlx::Error> {
+    // Every CASE sees the row as it was before the update.
     sqlx::query_as(concat!(
-        "UPDATE members SET last_login_at = $2, \
-         status = CASE WHEN status = 'invited' THEN 'active' ELSE status END, \
-         role = CASE WHEN $3 = 1 THEN 'admin' ELSE role END \
-         WHERE id = $1 RETURNING ",
+        "UPDATE members SET \
+         last_login_at = CASE WHEN status IN ('active', 'invited') THEN $2 ELSE last_login_at END, \
+         role = CASE WHEN $3 = 1 AND status IN ('active', 'invited') THEN 'admin' ELSE role END, \
+         status = CASE WHEN status = 'invited' THEN 'active' ELSE status END \
+         WHERE email = $1 RETURNING ",
         columns!()
     ))
-    .bind(id)
+    .bind(email)
     .bind(now)
     .bind(i32::from(make_admin))
     .fetch_optional(db)

@@ -1,29 +1,82 @@
 //! The `rate_limits` table: fixed-window counters.
 
-use sqlx::{Any, Executor};
+use sqlx::{Any, Executor, Row};
 
-/// Counts one hit on `bucket` in the window starting at `window_start` (ending at
-/// `expires_at`), and returns the hits in that window including this one. One statement, so
-/// concurrent hits from several instances are all counted.
-pub async fn hit<'c>(
-    db: impl Executor<'c, Database = Any>,
-    bucket: &str,
-    window_start: i64,
-    expires_at: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO rate_limits (bucket, window_start, expires_at, hits) VALUES ($1, $2, $3, 1) \
-         ON CONFLICT (bucket) DO UPDATE SET \
+/// One hit to count: the counter's bucket and the window it falls in.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit<'a> {
+    /// What is counted, e.g. `login-ip:192.0.2.1`.
+    pub bucket: &'a str,
+    /// When the current window started (unix seconds).
+    pub window_start: i64,
+    /// When it ends (unix seconds); the counter may be purged after that.
+    pub expires_at: i64,
+}
+
+// Counts a hit in the current window, or starts a new window at 1. A macro so that `concat!`
+// keeps every query a static string.
+macro_rules! count_hit {
+    () => {
+        " ON CONFLICT (bucket) DO UPDATE SET \
          hits = CASE WHEN rate_limits.window_start = excluded.window_start \
                 THEN rate_limits.hits + 1 ELSE 1 END, \
          window_start = excluded.window_start, expires_at = excluded.expires_at \
-         RETURNING hits",
-    )
-    .bind(bucket)
-    .bind(window_start)
-    .bind(expires_at)
-    .fetch_one(db)
-    .await
+         RETURNING bucket, hits"
+    };
+}
+
+/// Counts one hit on each of `hits` (different buckets) and returns each bucket's hits in its
+/// window, this one included, in the same order. At most two buckets are counted in one
+/// statement, so concurrent hits from several instances are all counted, and a sign-in pays
+/// for one statement rather than one per limit.
+pub async fn hit<'c, E>(db: E, hits: &[Hit<'_>]) -> Result<Vec<i64>, sqlx::Error>
+where
+    E: Executor<'c, Database = Any> + Copy,
+{
+    let mut counts = Vec::with_capacity(hits.len());
+    for chunk in hits.chunks(2) {
+        let rows = match chunk {
+            [a] => {
+                sqlx::query(concat!(
+                    "INSERT INTO rate_limits (bucket, window_start, expires_at, hits) \
+                     VALUES ($1, $2, $3, 1)",
+                    count_hit!()
+                ))
+                .bind(a.bucket)
+                .bind(a.window_start)
+                .bind(a.expires_at)
+                .fetch_all(db)
+                .await?
+            }
+            [a, b] => {
+                sqlx::query(concat!(
+                    "INSERT INTO rate_limits (bucket, window_start, expires_at, hits) \
+                     VALUES ($1, $2, $3, 1), ($4, $5, $6, 1)",
+                    count_hit!()
+                ))
+                .bind(a.bucket)
+                .bind(a.window_start)
+                .bind(a.expires_at)
+                .bind(b.bucket)
+                .bind(b.window_start)
+                .bind(b.expires_at)
+                .fetch_all(db)
+                .await?
+            }
+            _ => Vec::new(),
+        };
+        // RETURNING gives no order: match the rows to the buckets.
+        for h in chunk {
+            let mut found = None;
+            for row in &rows {
+                if row.try_get::<String, _>("bucket")? == h.bucket {
+                    found = Some(row.try_get::<i64, _>("hits")?);
+                }
+            }
+            counts.push(found.ok_or(sqlx::Error::RowNotFound)?);
+        }
+    }
+    Ok(counts)
 }
 
 /// Deletes up to `limit` counters whose window ended before `now`; returns how many.

@@ -2,31 +2,80 @@
 
 use sqlx::{Any, Executor};
 
-/// A live session's state and expiry.
-#[derive(Debug, sqlx::FromRow)]
+use super::members::Member;
+
+/// A live session's state and expiry, with the member it belongs to.
+#[derive(Debug)]
 pub struct LiveSession {
     /// The session state as JSON.
     pub state: String,
     /// When it ends unless used (unix seconds).
     pub expires_at: i64,
+    /// The member the session is signed in as, as stored now (`None`: anonymous, or the
+    /// member is gone).
+    pub member: Option<Member>,
 }
 
-/// The session with this id, if it has not expired and was created after `created_after`.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    state: String,
+    expires_at: i64,
+    id: Option<String>,
+    email: Option<String>,
+    display_name: Option<String>,
+    role: Option<String>,
+    status: Option<String>,
+    created_at: Option<i64>,
+    last_login_at: Option<i64>,
+}
+
+/// The session with this id, if it has not expired and was created after `created_after`,
+/// and its member, in one statement: every members-only page needs both.
 pub async fn load<'c>(
     db: impl Executor<'c, Database = Any>,
     id: &str,
     now: i64,
     created_after: i64,
 ) -> Result<Option<LiveSession>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT state, expires_at FROM sessions \
-         WHERE id = $1 AND expires_at > $2 AND created_at > $3",
+    let row: Option<SessionRow> = sqlx::query_as(
+        "SELECT s.state, s.expires_at, m.id, m.email, m.display_name, m.role, m.status, \
+         m.created_at, m.last_login_at \
+         FROM sessions AS s LEFT JOIN members AS m ON m.id = s.member_id \
+         WHERE s.id = $1 AND s.expires_at > $2 AND s.created_at > $3",
     )
     .bind(id)
     .bind(now)
     .bind(created_after)
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(|r| {
+        let member = match (
+            r.id,
+            r.email,
+            r.display_name,
+            r.role,
+            r.status,
+            r.created_at,
+        ) {
+            (Some(id), Some(email), Some(display_name), Some(role), Some(status), Some(at)) => {
+                Some(Member {
+                    id,
+                    email,
+                    display_name,
+                    role,
+                    status,
+                    created_at: at,
+                    last_login_at: r.last_login_at,
+                })
+            }
+            _ => None,
+        };
+        LiveSession {
+            state: r.state,
+            expires_at: r.expires_at,
+            member,
+        }
+    }))
 }
 
 /// What a session row says about who it belongs to and where it came from, taken from the

@@ -10,12 +10,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
+use sqlx::AnyConnection;
 use url::Url;
 
 use crate::db::{self, Pool, login_attempts::LoginAttempt};
 use crate::email::EmailAddress;
 pub use broker::{Broker, BrokerError};
-pub use token::{CheckError, Rejection};
+pub use token::{CheckError, CheckedToken, Rejection};
 
 /// How long a started sign-in stays usable: the broker's own session lifetime.
 pub const ATTEMPT_TTL: Duration = Duration::from_secs(15 * 60);
@@ -170,12 +171,35 @@ impl RelyingParty {
         id_token: &str,
         binding_hash: Option<&str>,
     ) -> Result<Verified, VerifyError> {
+        let checked = self.check(client, id_token).await?;
+        let mut conn = self.pool.acquire().await?;
+        self.consume(&mut conn, checked, binding_hash).await
+    }
+
+    /// The first half of [`RelyingParty::verify`]: everything about the token but its nonce.
+    /// Needs no database.
+    pub async fn check(
+        &self,
+        client: &awc::Client,
+        id_token: &str,
+    ) -> Result<CheckedToken, VerifyError> {
+        Ok(token::check(&self.broker, client, &self.client_id, id_token, db::now()).await?)
+    }
+
+    /// The second half of [`RelyingParty::verify`]: consumes the nonce of a checked token
+    /// through `conn`, so that a caller can do it in the transaction that also admits the
+    /// member (one commit for both).
+    pub async fn consume(
+        &self,
+        conn: &mut AnyConnection,
+        checked: CheckedToken,
+        binding_hash: Option<&str>,
+    ) -> Result<Verified, VerifyError> {
         let now = db::now();
-        let checked = token::check(&self.broker, client, &self.client_id, id_token, now).await?;
         let Some(attempt) =
-            db::login_attempts::take(&self.pool, &checked.nonce, binding_hash).await?
+            db::login_attempts::take(&mut *conn, &checked.nonce, binding_hash).await?
         else {
-            let stored = db::login_attempts::exists(&self.pool, &checked.nonce).await?;
+            let stored = db::login_attempts::exists(&mut *conn, &checked.nonce).await?;
             return Err(match (stored, binding_hash) {
                 (false, _) => Rejection::UnknownNonce,
                 (true, None) => Rejection::BindingMissing,

@@ -9,6 +9,7 @@ use super::{SignedIn, html, see_other, when};
 use crate::audit::Action;
 use crate::config::Config;
 use crate::db::{self, Pool};
+use crate::directory::Directory;
 use crate::email::EmailAddress;
 use crate::error::AppError;
 use crate::members::{self, ChangeError};
@@ -94,10 +95,14 @@ pub async fn rename(
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     match members::rename(&pool, &me.member.id, &form.display_name).await {
-        Ok(()) => Ok(see_other("/account?notice=name")),
+        Ok(()) => {
+            directory.changed();
+            Ok(see_other("/account?notice=name"))
+        }
         Err(ChangeError::Invalid(why)) => {
             render(
                 &me,
@@ -252,6 +257,7 @@ pub async fn delete(
     form: web::Form<DeleteForm>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let confirmed = form
@@ -266,6 +272,7 @@ pub async fn delete(
     }
     match members::remove(&pool, &me.member.id, &me.member.id, Action::AccountDeleted).await {
         Ok(()) => {
+            directory.changed();
             me.session.sign_out();
             Ok(see_other("/"))
         }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::{Admin, html, see_other, when};
 use crate::audit::Action;
 use crate::db::{self, Pool, members::ListFilter};
+use crate::directory::Directory;
 use crate::error::AppError;
 use crate::member_csv::{self, ApplyError};
 use crate::members::{self, ChangeError};
@@ -171,6 +172,7 @@ pub async fn act(
     form: web::Form<ActionForm>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let (id, action) = path.into_inner();
@@ -186,7 +188,10 @@ pub async fn act(
         _ => return Err(AppError::NotFound),
     };
     match result {
-        Ok(()) => Ok(see_other(&format!("/admin?notice={action}"))),
+        Ok(()) => {
+            directory.changed();
+            Ok(see_other(&format!("/admin?notice={action}")))
+        }
         Err(ChangeError::NotFound) => Err(AppError::NotFound),
         Err(
             e @ (ChangeError::LastAdmin | ChangeError::NotApplicable(_) | ChangeError::Invalid(_)),
@@ -256,6 +261,7 @@ pub async fn import(
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let checked = member_csv::check(&form.csv);
@@ -269,6 +275,7 @@ pub async fn import(
     if form.apply.is_some() && !checked.has_errors() {
         match member_csv::apply(&pool, Some(&admin.0.member.id), &checked).await {
             Ok(done) => {
+                directory.changed();
                 applied = Some(format!(
                     "Imported: {} created, {} updated.",
                     done.created, done.updated

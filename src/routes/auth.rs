@@ -3,16 +3,18 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use sqlx::{Any, Executor};
 
 use super::{html, see_other};
 use crate::audit::{self, Action, Event};
 use crate::config::Config;
 use crate::db::{self, Pool};
+use crate::directory::Directory;
 use crate::email::EmailAddress;
 use crate::error::AppError;
 use crate::error::Refusal;
 use crate::members::{self, Admission, ChangeError};
-use crate::portier::{Purpose, RelyingParty, StartError, VerifyError};
+use crate::portier::{Purpose, Rejection, RelyingParty, StartError, VerifyError};
 use crate::rate_limit::{self, Limit};
 use crate::safe_path::{self, DEFAULT_NEXT};
 use crate::security::{self, Csrf};
@@ -66,10 +68,9 @@ pub struct LoginForm {
     csrf_token: Option<String>,
 }
 
-/// Counts one sign-in start against `limit` in `bucket`; a 429 when it is reached.
-async fn limit(pool: &Pool, bucket: &str, limit: Option<Limit>) -> Result<(), AppError> {
-    let Some(limit) = limit else { return Ok(()) };
-    match rate_limit::check(pool, bucket, limit, db::now())
+/// Counts one sign-in start in each bucket against its limit; a 429 when any is reached.
+async fn limit(pool: &Pool, counted: &[(String, Limit)]) -> Result<(), AppError> {
+    match rate_limit::check(pool, counted, db::now())
         .await
         .map_err(AppError::internal)?
     {
@@ -92,19 +93,21 @@ pub async fn login(
     config: web::Data<Config>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
-    if let Some(ip) = security::client_ip(&req, &config.trusted_proxies) {
-        limit(
-            &pool,
-            &format!("login-ip:{ip}"),
-            config.rate_limit_login_per_ip,
-        )
-        .await?;
+    // Every start counts against the client's IP, one with a bad address too (that limits
+    // probing); a good address also counts against itself. Both in one statement.
+    let mut counted = Vec::with_capacity(2);
+    if let (Some(ip), Some(per_ip)) = (
+        security::client_ip(&req, &config.trusted_proxies),
+        config.rate_limit_login_per_ip,
+    ) {
+        counted.push((format!("login-ip:{ip}"), per_ip));
     }
     let next = safe_path::next_or_default(form.next.as_deref());
     let typed = form.email.trim();
     let email = match EmailAddress::parse(typed) {
         Ok(email) => email,
         Err(problem) => {
+            limit(&pool, &counted).await?;
             return html(
                 StatusCode::BAD_REQUEST,
                 &HomePage {
@@ -117,9 +120,12 @@ pub async fn login(
             );
         }
     };
-    // Counted by a hash of the normalized address: no address is stored for this.
-    let bucket = format!("login-email:{}", security::sha256_hex(email.as_str()));
-    limit(&pool, &bucket, config.rate_limit_login_per_email).await?;
+    if let Some(per_email) = config.rate_limit_login_per_email {
+        // Counted by a hash of the normalized address: no address is stored for this.
+        let bucket = format!("login-email:{}", security::sha256_hex(email.as_str()));
+        counted.push((bucket, per_email));
+    }
+    limit(&pool, &counted).await?;
 
     // The broker gets the address as typed; it normalizes and tells us both forms.
     send_to_broker(&rp, &client, &config, typed, next, &Purpose::SignIn).await
@@ -165,6 +171,7 @@ pub struct VerifyForm {
 /// `POST /verify`: the broker's answer. Arrives cross-site, so without the site's Lax cookies
 /// and without a CSRF token; what ties it to a sign-in started here is the nonce in the token
 /// and the binding cookie (`SameSite=None`) set by `POST /login`.
+#[allow(clippy::too_many_arguments)]
 pub async fn verify(
     req: HttpRequest,
     form: web::Form<VerifyForm>,
@@ -173,6 +180,7 @@ pub async fn verify(
     pool: web::Data<Pool>,
     config: web::Data<Config>,
     session: MemberSession,
+    directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     if let Some(error) = form.error {
@@ -185,20 +193,13 @@ pub async fn verify(
         .id_token
         .ok_or_else(|| AppError::BadRequest("The sign-in service sent no token.".into()))?;
     let binding = security::presented_binding(&req);
-    let verified = match rp.verify(&client, &token, binding.as_deref()).await {
-        Ok(v) => v,
+    let checked = match rp.check(&client, &token).await {
+        Ok(c) => c,
         Err(VerifyError::Rejected(r)) => {
-            let event = Event {
-                detail: &format!("{r:?}"),
-                ..Event::default()
-            };
-            audit::record(pool.get_ref(), Action::SignInRefused, event)
-                .await
-                .map_err(AppError::internal)?;
+            record_refusal(pool.get_ref(), &r).await?;
             return Err(AppError::SignInRefused(r));
         }
-        Err(VerifyError::Broker(b)) => return Err(AppError::BrokerUnavailable(b.into())),
-        Err(VerifyError::Database(d)) => return Err(AppError::internal(d)),
+        Err(e) => return Err(verify_error(e)),
     };
     let user_agent = req
         .headers()
@@ -208,17 +209,38 @@ pub async fn verify(
     let ip = security::client_ip(&req, &config.trusted_proxies)
         .map(|ip| ip.to_string())
         .unwrap_or_default();
+    // The nonce is consumed and the member admitted in one write transaction: one commit.
+    let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
+    let verified = match rp.consume(&mut tx, checked, binding.as_deref()).await {
+        Ok(v) => v,
+        Err(VerifyError::Rejected(r)) => {
+            record_refusal(&mut *tx, &r).await?;
+            // Keeps the refusal, and a nonce that was used up (an expired one, say).
+            tx.commit().await.map_err(AppError::internal)?;
+            return Err(AppError::SignInRefused(r));
+        }
+        Err(e) => return Err(verify_error(e)),
+    };
     let (member_id, next) = match &verified.purpose {
-        Purpose::SignIn => match members::admit(&pool, &config, &verified.email)
-            .await
-            .map_err(AppError::internal)?
-        {
-            Admission::Admitted(member) => (member.id, verified.next_path.clone()),
-            Admission::NotInvited => return Err(AppError::NotAdmitted(Refusal::NotInvited)),
-            Admission::Pending => return Err(AppError::NotAdmitted(Refusal::Pending)),
-            Admission::Suspended => return Err(AppError::NotAdmitted(Refusal::Suspended)),
-        },
+        Purpose::SignIn => {
+            let admission = members::admit(&mut tx, &config, &verified.email)
+                .await
+                .map_err(AppError::internal)?;
+            tx.commit().await.map_err(AppError::internal)?;
+            match admission {
+                Admission::Admitted(member) => {
+                    // A first sign-in may have added a name, or activated an invited member.
+                    directory.changed();
+                    (member.id, verified.next_path.clone())
+                }
+                Admission::NotInvited => return Err(AppError::NotAdmitted(Refusal::NotInvited)),
+                Admission::Pending => return Err(AppError::NotAdmitted(Refusal::Pending)),
+                Admission::Suspended => return Err(AppError::NotAdmitted(Refusal::Suspended)),
+            }
+        }
         Purpose::ChangeEmail { member_id } => {
+            // The nonce is spent whatever happens next.
+            tx.commit().await.map_err(AppError::internal)?;
             match db::members::find_by_id(pool.get_ref(), member_id)
                 .await
                 .map_err(AppError::internal)?
@@ -250,6 +272,29 @@ pub async fn verify(
             .map_err(AppError::internal)?;
     }
     Ok(response)
+}
+
+/// Audits a refused token, by the name of its reason.
+async fn record_refusal<'c>(
+    db: impl Executor<'c, Database = Any>,
+    rejection: &Rejection,
+) -> Result<(), AppError> {
+    let event = Event {
+        detail: &format!("{rejection:?}"),
+        ..Event::default()
+    };
+    audit::record(db, Action::SignInRefused, event)
+        .await
+        .map_err(AppError::internal)
+}
+
+/// What a failed check or consumption of the broker's token becomes.
+fn verify_error(e: VerifyError) -> AppError {
+    match e {
+        VerifyError::Rejected(r) => AppError::SignInRefused(r),
+        VerifyError::Broker(b) => AppError::BrokerUnavailable(b.into()),
+        VerifyError::Database(d) => AppError::internal(d),
+    }
 }
 
 /// Form of `POST /logout`.

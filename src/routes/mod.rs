@@ -15,7 +15,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use crate::db::{self, Pool, members::Member};
+use crate::db::members::Member;
 use crate::error::AppError;
 use crate::sessions::MemberSession;
 
@@ -101,7 +101,6 @@ impl FromRequest for SignedIn {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let session = MemberSession::from_request(req, payload).into_inner();
-        let pool = req.app_data::<web::Data<Pool>>().cloned();
         let wanted = req
             .uri()
             .path_and_query()
@@ -109,16 +108,15 @@ impl FromRequest for SignedIn {
             .unwrap_or_else(|| "/".into());
         Box::pin(async move {
             let session = session.map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
-            let pool = pool.ok_or_else(|| AppError::internal(anyhow::anyhow!("no pool")))?;
             let sign_in = || AppError::SignInRequired {
                 next: wanted.clone(),
             };
             let member_id = session.member_id().ok_or_else(sign_in)?;
-            let member = db::members::find_by_id(pool.get_ref(), &member_id)
-                .await
-                .map_err(AppError::internal)?;
-            match member {
-                Some(member) if member.status == "active" => Ok(SignedIn { member, session }),
+            // Loaded with the session, in the same statement.
+            match session.member() {
+                Some(member) if member.id == member_id && member.status == "active" => {
+                    Ok(SignedIn { member, session })
+                }
                 // Removed or no longer active: the session ends here.
                 _ => {
                     session.sign_out();

@@ -54,6 +54,48 @@ async fn the_directory_lists_only_active_members_and_only_to_members() {
 }
 
 #[actix_web::test]
+async fn the_directory_follows_changes_at_once_here_and_within_its_ttl_from_elsewhere() {
+    let app = spawn_app_with(&[("ADMIN_EMAILS", "boss@example.com")]).await;
+    let boss = app.signed_in_browser("boss@example.com").await;
+    let ann = app.signed_in_browser("ann@example.com").await;
+    assert!(boss.get("/members").await.body.contains("<li>ann</li>"));
+    // A change made through this server shows at once, on every page of it.
+    let (ann_id, _, _) = app.member("ann@example.com").await.unwrap();
+    let page = boss
+        .submit(&format!("/admin/members/{ann_id}/suspend"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    assert!(!boss.get("/members").await.body.contains("<li>ann</li>"));
+    ann.get("/members")
+        .await
+        .assert_redirect_to("/?next=%2Fmembers");
+
+    // A member added by another instance (or the command line) writes only to the database:
+    // it shows once the directory's copy is older than its TTL.
+    sqlx::query(
+        "INSERT INTO members (id, email, display_name, role, status, created_at) \
+         VALUES ('elsewhere-1', 'zed@example.com', 'Zed Elsewhere', 'member', 'active', 0)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let deadline = clubhouse::directory::TTL + std::time::Duration::from_secs(2);
+    while !boss
+        .get("/members")
+        .await
+        .body
+        .contains("<li>Zed Elsewhere</li>")
+    {
+        assert!(
+            started.elapsed() < deadline,
+            "a member added elsewhere did not show within {deadline:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
 async fn an_address_changes_only_after_the_new_one_is_verified() {
     let app = spawn_app().await;
     let me = app.signed_in_browser("old@example.com").await;
