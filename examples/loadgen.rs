@@ -17,6 +17,9 @@
 //! 4. **verify**: `POST /verify` as the broker's page would, with the binding cookie;
 //! 5. **members**: `GET /members` with the new sessions.
 //!
+//! By default every sign-in is a first sign-in (a new member, in `SIGNUP_MODE=open`);
+//! `--returning` signs in members that already exist, the common case on a running site.
+//!
 //! For each timed phase it prints requests per second, p50/p90/p99 latency and errors by kind,
 //! with the server's CPU time (from /proc) and its own. Every defense stays on; only the rate
 //! limits are raised through their settings, and the report names them.
@@ -54,6 +57,8 @@ struct Args {
     preload_expired: u64,
     /// The server's PURGE_INTERVAL.
     purge_interval: String,
+    /// Sign in existing members (preloaded) instead of new ones.
+    returning: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         preload_members: 0,
         preload_expired: 0,
         purge_interval: "1h".into(),
+        returning: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -94,12 +100,17 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| "--preload-expired: a number")?
             }
             "--purge-interval" => args.purge_interval = value()?,
+            "--returning" => args.returning = true,
             "--min-verify-rps" => {
                 args.min_verify_rps =
                     Some(value()?.parse().map_err(|_| "--min-verify-rps: a number")?)
             }
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if args.returning {
+        // The members who sign in must exist first.
+        args.preload_members = args.preload_members.max(args.signins as u64);
     }
     Ok(args)
 }
@@ -126,6 +137,25 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Context switches (voluntary and not) of all the threads of a process, from /proc: each
+/// hand-off between a request's task and sqlx's database thread costs at least one.
+fn context_switches(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 #[derive(Default)]
 struct Phase {
     latencies: Vec<Duration>,
@@ -133,6 +163,7 @@ struct Phase {
     wall: Duration,
     server_cpu: f64,
     own_cpu: f64,
+    server_switches: u64,
 }
 
 impl Phase {
@@ -151,7 +182,7 @@ impl Phase {
     fn print(&self, name: &str) {
         let errors: usize = self.errors.values().sum();
         println!(
-            "{name:<8} {:>6} ok {:>5} err {:>9.0}/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  server cpu {:>6.3} s  loadgen cpu {:>6.3} s  {:?}",
+            "{name:<8} {:>6} ok {:>5} err {:>9.0}/s  p50 {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  server cpu {:>6.3} s ({:.0} us and {:.1} context switches per request)  loadgen cpu {:>6.3} s  {:?}",
             self.latencies.len(),
             errors,
             self.rps(),
@@ -159,6 +190,8 @@ impl Phase {
             self.pct(0.90),
             self.pct(0.99),
             self.server_cpu,
+            self.server_cpu * 1e6 / (self.latencies.len() + errors).max(1) as f64,
+            self.server_switches as f64 / (self.latencies.len() + errors).max(1) as f64,
             self.own_cpu,
             self.errors
         );
@@ -195,7 +228,12 @@ where
     F: Fn(T) -> Fut,
     Fut: std::future::Future<Output = (T, Result<Duration, String>)>,
 {
-    let (server0, own0, t0) = (cpu_seconds(pid), cpu_seconds("self"), Instant::now());
+    let (server0, own0, switches0, t0) = (
+        cpu_seconds(pid),
+        cpu_seconds("self"),
+        context_switches(pid),
+        Instant::now(),
+    );
     let results: Vec<(T, Result<Duration, String>)> = stream::iter(items)
         .map(&f)
         .buffer_unordered(concurrency)
@@ -205,6 +243,7 @@ where
         wall: t0.elapsed(),
         server_cpu: cpu_seconds(pid) - server0,
         own_cpu: cpu_seconds("self") - own0,
+        server_switches: context_switches(pid).saturating_sub(switches0),
         ..Phase::default()
     };
     let mut done = Vec::new();
@@ -254,7 +293,6 @@ async fn main() -> std::process::ExitCode {
         .env("DATABASE_URL", &database_url)
         .env("BROKER_URL", &broker.origin)
         .envs(SERVER_SETTINGS)
-        .envs(std::env::vars().filter(|(k, _)| k.starts_with("EXP_")))
         .env("PURGE_INTERVAL", &args.purge_interval)
         .env("RUST_LOG", "warn,clubhouse::jobs=info")
         .stdout(Stdio::null())
@@ -331,8 +369,13 @@ async fn main() -> std::process::ExitCode {
         SERVER_SETTINGS
     );
     println!(
-        "sign-ins {}, concurrency {}, members pages per sign-in {}; start-up to first answer {:.0} ms; RSS idle {:.1} MiB",
+        "sign-ins {} ({}), concurrency {}, members pages per sign-in {}; start-up to first answer {:.0} ms; RSS idle {:.1} MiB",
         args.signins,
+        if args.returning {
+            "returning members"
+        } else {
+            "first sign-ins"
+        },
         args.concurrency,
         args.members_per_signin,
         startup.as_secs_f64() * 1000.0,
@@ -371,7 +414,12 @@ async fn main() -> std::process::ExitCode {
             (
                 i,
                 SignIn {
-                    email: format!("user{i}@load.test"),
+                    email: if args.returning {
+                        // The preloaded members are pre1 to preN.
+                        format!("pre{}@load.test", i + 1)
+                    } else {
+                        format!("user{i}@load.test")
+                    },
                     ..SignIn::default()
                 },
             )
