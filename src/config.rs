@@ -64,6 +64,21 @@ pub struct Config {
     pub content_dir: std::path::PathBuf,
     /// Whether raw HTML in Markdown pages is kept (otherwise it is shown as text).
     pub content_allow_html: bool,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// When set, `GET /metrics` wants `Authorization: Bearer <this>`.
+    pub metrics_token: Option<SecretString>,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
+    pub shutdown_timeout: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: one line per event.
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
 }
 
 /// Who may become a member once the broker has verified their address.
@@ -214,6 +229,20 @@ impl Config {
         let admin_emails = parse_list(&var, "ADMIN_EMAILS", |s| {
             EmailAddress::parse(s).map_err(|e| format!("{s:?} is not usable: {e}"))
         })?;
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("{other:?}: expected text or json"),
+                ));
+            }
+        };
+        let metrics_token = var("METRICS_TOKEN")
+            .filter(|t| !t.trim().is_empty())
+            .map(SecretString::from);
+        let shutdown_timeout = parse_duration_var(&var, "SHUTDOWN_TIMEOUT", "20s")?;
         let site_name = var("SITE_NAME").unwrap_or_else(|| "Clubhouse".into());
         let footer_text = var("FOOTER_TEXT")
             .unwrap_or_else(|| "Members sign in by email, through Portier: no passwords.".into());
@@ -241,6 +270,9 @@ impl Config {
             audit_retention,
             content_dir,
             content_allow_html,
+            log_format,
+            metrics_token,
+            shutdown_timeout,
         })
     }
 

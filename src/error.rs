@@ -63,15 +63,29 @@ pub enum AppError {
     /// 503: the broker could not be reached or gave unusable answers.
     #[error("the sign-in service is unavailable")]
     BrokerUnavailable(#[source] anyhow::Error),
+    /// 503: the database cannot be reached right now (see [`crate::db::is_unavailable`]).
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] anyhow::Error),
     /// 500: anything unexpected (database failures and the like).
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
 impl AppError {
-    /// Wraps any unexpected failure.
+    /// Wraps any unexpected failure; one caused by the database being out of reach becomes
+    /// [`AppError::DatabaseUnavailable`].
     pub fn internal(e: impl Into<anyhow::Error>) -> AppError {
-        AppError::Internal(e.into())
+        let e = e.into();
+        let unavailable = e.chain().any(|cause| {
+            cause
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(crate::db::is_unavailable)
+        });
+        if unavailable {
+            AppError::DatabaseUnavailable(e)
+        } else {
+            AppError::Internal(e)
+        }
     }
 }
 
@@ -118,7 +132,9 @@ impl ResponseError for AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::BrokerUnavailable(_) | AppError::DatabaseUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -253,6 +269,11 @@ impl ResponseError for AppError {
                     offer_sign_in: true,
                 }
             }
+            AppError::DatabaseUnavailable(e) => {
+                let reference = reference();
+                tracing::warn!(%reference, error = format!("{e:#}"), "database unavailable");
+                database_unavailable(Some(reference))
+            }
             AppError::Internal(e) => {
                 let reference = reference();
                 tracing::error!(%reference, error = format!("{e:#}"), "request failed");
@@ -269,6 +290,18 @@ impl ResponseError for AppError {
         let mut response = HttpResponse::new(self.status_code());
         response.extensions_mut().insert(details);
         response
+    }
+}
+
+/// The page for a database that is out of reach.
+fn database_unavailable(reference: Option<String>) -> ErrorDetails {
+    ErrorDetails {
+        title: "The site is not answering right now".into(),
+        message: "Its database cannot be reached at the moment. Nothing you did caused this, \
+                  and nothing was lost. Please try again in a minute."
+            .into(),
+        reference,
+        offer_sign_in: false,
     }
 }
 
@@ -326,6 +359,11 @@ fn default_details(status: StatusCode) -> ErrorDetails {
     }
 }
 
+/// Marks a response whose body is meant as it is (health checks, metrics): the error pages
+/// leave it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainAnswer;
+
 /// Middleware handler (for `ErrorHandlers::default_handler`): gives every 4xx and 5xx response
 /// that is not already a page the site's friendly error page.
 pub fn render_error_pages<B: MessageBody + 'static>(
@@ -336,7 +374,7 @@ pub fn render_error_pages<B: MessageBody + 'static>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if is_html {
+    if is_html || res.response().extensions().get::<PlainAnswer>().is_some() {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

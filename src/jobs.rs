@@ -61,6 +61,7 @@ pub async fn run_purge(
     interval: Duration,
     audit_retention: Duration,
     mut stop: watch::Receiver<bool>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) {
     // The first run is one interval after start, not at start: start-up stays quick, and
     // several instances started together do not all purge at once.
@@ -77,14 +78,17 @@ pub async fn run_purge(
         let started = std::time::Instant::now();
         match purge_expired(&pool, db::now(), audit_retention).await {
             Ok(p) if p == Purged::default() => tracing::debug!("purge: nothing expired"),
-            Ok(p) => tracing::info!(
-                login_attempts = p.login_attempts,
-                sessions = p.sessions,
-                rate_limits = p.rate_limits,
-                audit_entries = p.audit_entries,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "purged expired rows"
-            ),
+            Ok(p) => {
+                metrics.purged(&p);
+                tracing::info!(
+                    login_attempts = p.login_attempts,
+                    sessions = p.sessions,
+                    rate_limits = p.rate_limits,
+                    audit_entries = p.audit_entries,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "purged expired rows"
+                )
+            }
             Err(e) => tracing::warn!(error = %e, "purge failed; will retry"),
         }
     }

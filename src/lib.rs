@@ -14,6 +14,7 @@ pub mod error;
 pub mod jobs;
 pub mod member_csv;
 pub mod members;
+pub mod metrics;
 pub mod portier;
 pub mod rate_limit;
 pub mod routes;

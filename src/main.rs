@@ -10,7 +10,6 @@ use clubhouse::startup::Application;
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    clubhouse::telemetry::init();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -18,6 +17,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    clubhouse::telemetry::init(config.log_format);
     match cli.command {
         None | Some(Command::Serve) => serve(config).await,
         Some(command) => {

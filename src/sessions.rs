@@ -29,6 +29,9 @@ const IP: &str = "ip";
 /// The member row the store loads with the session. Never stored: it is the member as the
 /// database holds them at the start of this request, not a copy kept in the session.
 const LOADED_MEMBER: &str = "loaded_member";
+/// Set instead of the state when the session could not be loaded because the database is out
+/// of reach. Never stored either.
+const UNAVAILABLE: &str = "database_unavailable";
 const KEY_SETTING: &str = "session_cookie_key";
 
 /// Decodes a `SESSION_KEY` value: base64 of at least 64 random bytes.
@@ -122,11 +125,23 @@ impl SessionStore for DbSessionStore {
     ) -> Result<Option<HashMap<String, String>>, LoadError> {
         let now = db::now();
         let id = session_id(session_key);
-        let Some(live) = db::sessions::load(&self.pool, &id, now, now - self.max_age)
-            .await
-            .map_err(|e| LoadError::Other(e.into()))?
-        else {
-            return Ok(None);
+        let live = match db::sessions::load(&self.pool, &id, now, now - self.max_age).await {
+            Ok(Some(live)) => live,
+            Ok(None) => return Ok(None),
+            // actix-session would answer a bare 500 to a failed load. Instead the request
+            // goes on with a session that says so: members-only pages answer 503 (see
+            // `MemberSession::database_unavailable`), and since this state is never changed,
+            // nothing is written and the browser keeps its cookie for when the database is
+            // back.
+            Err(e) if db::is_unavailable(&e) => {
+                tracing::warn!(error = %e, "could not load a session: the database is unavailable");
+                // actix-session keeps each value as JSON: this is the JSON `true`.
+                return Ok(Some(HashMap::from([(
+                    UNAVAILABLE.to_owned(),
+                    "true".to_owned(),
+                )])));
+            }
+            Err(e) => return Err(LoadError::Other(e.into())),
         };
         if live.expires_at < now + self.idle - self.refresh_step() {
             db::sessions::touch(&self.pool, &id, now, now + self.idle)
@@ -149,6 +164,7 @@ impl SessionStore for DbSessionStore {
         _cookie_ttl: &CookieDuration,
     ) -> Result<SessionKey, SaveError> {
         session_state.remove(LOADED_MEMBER);
+        session_state.remove(UNAVAILABLE);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
         let mut raw = [0u8; 32];
@@ -177,6 +193,7 @@ impl SessionStore for DbSessionStore {
         _cookie_ttl: &CookieDuration,
     ) -> Result<SessionKey, UpdateError> {
         session_state.remove(LOADED_MEMBER);
+        session_state.remove(UNAVAILABLE);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let now = db::now();
@@ -224,6 +241,12 @@ impl MemberSession {
     /// loaded (one statement loads both). `None` when anonymous, or when the member is gone.
     pub fn member(&self) -> Option<Member> {
         self.0.get::<Member>(LOADED_MEMBER).ok().flatten()
+    }
+
+    /// Whether the browser presented a session that could not be loaded because the database
+    /// is out of reach (it is neither signed in nor anonymous, and works again later).
+    pub fn database_unavailable(&self) -> bool {
+        self.0.get::<bool>(UNAVAILABLE).ok().flatten() == Some(true)
     }
 
     /// This session's public handle (what the member's session list calls it).

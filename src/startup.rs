@@ -19,6 +19,7 @@ use crate::content::Content;
 use crate::db::{self, Pool};
 use crate::directory::{self, Directory};
 use crate::error::{AppError, render_error_pages};
+use crate::metrics::{self, Metrics};
 use crate::portier::{Broker, RelyingParty};
 use crate::security::{self, CsrfKey};
 use crate::sessions::{self, DbSessionStore};
@@ -46,6 +47,7 @@ pub struct Application {
     server: Server,
     pool: Pool,
     config: Config,
+    metrics: web::Data<Metrics>,
 }
 
 impl Application {
@@ -98,6 +100,8 @@ impl Application {
         });
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
         let directory = web::Data::new(Directory::new(directory::TTL));
+        let metrics = web::Data::new(Metrics::default());
+        let metrics_for_server = metrics.clone();
         if let Some(problem) = config.binding_problem() {
             tracing::warn!("{problem}");
         }
@@ -139,6 +143,7 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(render_error_pages))
                 .wrap(security::security_headers(&config_data))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+                .wrap(from_fn(metrics::time_requests))
                 .app_data(web::Data::new(client))
                 .app_data(rp.clone())
                 .app_data(site.clone())
@@ -147,6 +152,7 @@ impl Application {
                 .app_data(csrf_key.clone())
                 .app_data(content_data.clone())
                 .app_data(directory.clone())
+                .app_data(metrics_for_server.clone())
                 .app_data(
                     web::FormConfig::default()
                         .limit(FORM_LIMIT)
@@ -162,6 +168,9 @@ impl Application {
                 }))
         })
         .listen(listener)?
+        // On SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most this
+        // long), then stop.
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
         .run();
 
         Ok(Application {
@@ -169,6 +178,7 @@ impl Application {
             server,
             pool,
             config,
+            metrics,
         })
     }
 
@@ -191,6 +201,7 @@ impl Application {
             self.config.purge_interval,
             self.config.audit_retention,
             stop_rx,
+            self.metrics.clone().into_inner(),
         ));
         let result = self.server.await;
         let _ = stop_tx.send(true);

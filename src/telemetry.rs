@@ -1,18 +1,24 @@
 //! Logging setup.
 
 use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-/// Sends logs to standard error. `RUST_LOG` filters (default: `info`, quieter for sqlx).
-/// Each request is logged once, when it ends, with its id, route and status.
-pub fn init() {
+/// Sends logs to standard error, as text or as one JSON object per line. `RUST_LOG` filters
+/// (default: `info`, quieter for sqlx). Each request is logged once, when it ends, with its
+/// id, route and status.
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::CLOSE)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// The request span for `TracingLogger`: the standard fields (request id, route, client IP,

@@ -57,7 +57,7 @@ pub async fn connect(url: &SecretString) -> Result<Pool, sqlx::Error> {
         // A local file cannot drop the connection the way a server can, so the ping before
         // every use (a round trip to sqlx's worker thread) buys nothing there.
         .test_before_acquire(!sqlite)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(5))
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if sqlite {
@@ -76,6 +76,49 @@ pub async fn connect(url: &SecretString) -> Result<Pool, sqlx::Error> {
 /// Applies the migrations that have not run yet.
 pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
+}
+
+/// Whether `e` means the database cannot be reached or used right now (a server that is down
+/// or restarting, connections that were cut, a file another process holds locked), as opposed
+/// to a fault in a query. Such failures are shown as "try again in a minute" (503), and the
+/// pool recovers by itself once the database is back.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code().unwrap_or_default();
+            // Postgres: connection exceptions (08…), shutting down or starting up (57P0x),
+            // too many connections (53300), a database that does not exist (3D000) or does
+            // not accept connections now (55000, e.g. ALLOW_CONNECTIONS false during
+            // maintenance). SQLite: busy or locked past the busy timeout (5, 6), I/O errors
+            // (10), cannot open (14), a file that is no database (26); the extended codes
+            // carry the primary code in their low byte.
+            let sqlite_primary = code.parse::<i32>().ok().map(|c| c & 0xff);
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || matches!(code.as_ref(), "53300" | "3D000" | "55000")
+                || matches!(sqlite_primary, Some(5 | 6 | 10 | 14 | 26))
+        }
+        _ => false,
+    }
+}
+
+/// Whether the database answers, within two seconds.
+pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(pool),
+    )
+    .await;
+    match answer {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
 }
 
 /// The current time as unix seconds, the unit of every time column.

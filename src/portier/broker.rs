@@ -20,8 +20,11 @@ const MIN_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a document is kept when the broker gives no caching headers.
 const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
-/// After a failed refresh, how long the stale value is served before trying again.
+/// After a failed refresh, how long the stale value is served before trying again; doubled
+/// after each further failure in a row, up to [`MAX_RETRY_AFTER_FAILURE`].
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// The longest wait between two tries while the broker keeps failing.
+const MAX_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10 * 60);
 /// Largest document we read from the broker.
 const MAX_BODY: usize = 256 * 1024;
 
@@ -90,6 +93,9 @@ struct State {
     discovery: Option<Cached<Discovery>>,
     keys: Option<Cached<KeySet>>,
     last_key_fetch: Option<Instant>,
+    /// Refreshes that failed in a row (reset by a success): sets the retry back-off.
+    failures: u32,
+    fetches: crate::metrics::BrokerFetches,
 }
 
 /// One trusted broker and what we know about it. Shared by all workers behind an `Arc`; each
@@ -121,6 +127,11 @@ impl Broker {
         &self.origin
     }
 
+    /// How often documents were fetched, for the metrics page.
+    pub fn fetches(&self) -> crate::metrics::BrokerFetches {
+        self.state().fetches
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is plain data replaced whole; a panic elsewhere cannot leave it half-written.
         self.state
@@ -141,10 +152,13 @@ impl Broker {
         match self.fetch_json::<Discovery>(client, &url).await {
             Ok((doc, ttl)) => {
                 let doc = Arc::new(doc);
-                self.state().discovery = Some(Cached {
+                let mut state = self.state();
+                state.discovery = Some(Cached {
                     value: doc.clone(),
                     fresh_until: Instant::now() + ttl,
                 });
+                state.failures = 0;
+                state.fetches.discovery += 1;
                 Ok(doc)
             }
             Err(e) => self.stale(e, |s| &mut s.discovery),
@@ -166,10 +180,20 @@ impl Broker {
         slot: impl FnOnce(&mut State) -> &mut Option<Cached<T>>,
     ) -> Result<Arc<T>, BrokerError> {
         let mut state = self.state();
+        state.failures = state.failures.saturating_add(1);
+        state.fetches.failed += 1;
+        let doublings = state.failures.saturating_sub(1).min(16);
+        let wait = RETRY_AFTER_FAILURE
+            .saturating_mul(2u32.pow(doublings))
+            .min(MAX_RETRY_AFTER_FAILURE);
         match slot(&mut state) {
             Some(cached) => {
-                tracing::warn!(%error, "broker refresh failed; using the previous copy");
-                cached.fresh_until = Instant::now() + RETRY_AFTER_FAILURE;
+                tracing::warn!(
+                    %error,
+                    retry_in_s = wait.as_secs(),
+                    "broker refresh failed; using the previous copy"
+                );
+                cached.fresh_until = Instant::now() + wait;
                 Ok(cached.value.clone())
             }
             None => Err(error),
@@ -225,10 +249,13 @@ impl Broker {
                 if keys.is_empty() {
                     tracing::warn!(url = %discovery.jwks_uri, "the broker publishes no RS256 key");
                 }
-                self.state().keys = Some(Cached {
+                let mut state = self.state();
+                state.keys = Some(Cached {
                     value: keys.clone(),
                     fresh_until: Instant::now() + ttl,
                 });
+                state.failures = 0;
+                state.fetches.keys += 1;
                 Ok(keys)
             }
             Err(e) => self.stale(e, |s| &mut s.keys),

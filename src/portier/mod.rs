@@ -102,6 +102,16 @@ impl RelyingParty {
         }
     }
 
+    /// Whether the broker's discovery document is cached or can be fetched now.
+    pub async fn broker_ready(&self, client: &awc::Client) -> Result<(), BrokerError> {
+        self.broker.discovery(client).await.map(|_| ())
+    }
+
+    /// How often the broker's documents were fetched, for the metrics page.
+    pub fn broker_fetches(&self) -> crate::metrics::BrokerFetches {
+        self.broker.fetches()
+    }
+
     /// Stores a new attempt for `login_hint` (the address as the visitor typed it) and returns
     /// the broker URL to send the visitor to. `next_path` must already be a safe local path.
     /// With `binding_hash`, only a request presenting the same binding can finish it.

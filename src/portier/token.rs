@@ -61,6 +61,29 @@ pub enum Rejection {
     EmailMismatch,
 }
 
+impl Rejection {
+    /// A short snake_case name for metrics and logs (no token data).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::Algorithm(_) => "algorithm",
+            Rejection::UnknownKey => "unknown_key",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::WrongIssuer => "wrong_issuer",
+            Rejection::WrongAudience => "wrong_audience",
+            Rejection::Expired => "expired",
+            Rejection::IssuedInFuture => "issued_in_future",
+            Rejection::MissingClaim(_) => "missing_claim",
+            Rejection::BadEmail => "bad_email",
+            Rejection::UnknownNonce => "unknown_nonce",
+            Rejection::ExpiredNonce => "expired_nonce",
+            Rejection::BindingMissing => "binding_missing",
+            Rejection::BindingMismatch => "binding_mismatch",
+            Rejection::EmailMismatch => "email_mismatch",
+        }
+    }
+}
+
 /// The claims of a token that passed every check but the nonce.
 #[derive(Debug, Clone)]
 pub struct CheckedToken {

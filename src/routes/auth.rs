@@ -14,6 +14,7 @@ use crate::email::EmailAddress;
 use crate::error::AppError;
 use crate::error::Refusal;
 use crate::members::{self, Admission, ChangeError};
+use crate::metrics::Metrics;
 use crate::portier::{Purpose, Rejection, RelyingParty, StartError, VerifyError};
 use crate::rate_limit::{self, Limit};
 use crate::safe_path::{self, DEFAULT_NEXT};
@@ -92,43 +93,55 @@ pub async fn login(
     pool: web::Data<Pool>,
     config: web::Data<Config>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
-    // Every start counts against the client's IP, one with a bad address too (that limits
-    // probing); a good address also counts against itself. Both in one statement.
-    let mut counted = Vec::with_capacity(2);
-    if let (Some(ip), Some(per_ip)) = (
-        security::client_ip(&req, &config.trusted_proxies),
-        config.rate_limit_login_per_ip,
-    ) {
-        counted.push((format!("login-ip:{ip}"), per_ip));
-    }
-    let next = safe_path::next_or_default(form.next.as_deref());
-    let typed = form.email.trim();
-    let email = match EmailAddress::parse(typed) {
-        Ok(email) => email,
-        Err(problem) => {
-            limit(&pool, &counted).await?;
-            return html(
-                StatusCode::BAD_REQUEST,
-                &HomePage {
-                    site: site.for_visitor(&csrf),
-                    email: typed.chars().take(254).collect(),
-                    next: next.to_owned(),
-                    error: Some(problem.to_string()),
-                    needs_admin: false,
-                },
-            );
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let result: Result<HttpResponse, AppError> = async {
+        csrf.check(form.csrf_token.as_deref())?;
+        // Every start counts against the client's IP, one with a bad address too (that limits
+        // probing); a good address also counts against itself. Both in one statement.
+        let mut counted = Vec::with_capacity(2);
+        if let (Some(ip), Some(per_ip)) = (
+            security::client_ip(&req, &config.trusted_proxies),
+            config.rate_limit_login_per_ip,
+        ) {
+            counted.push((format!("login-ip:{ip}"), per_ip));
         }
-    };
-    if let Some(per_email) = config.rate_limit_login_per_email {
-        // Counted by a hash of the normalized address: no address is stored for this.
-        let bucket = format!("login-email:{}", security::sha256_hex(email.as_str()));
-        counted.push((bucket, per_email));
-    }
-    limit(&pool, &counted).await?;
+        let next = safe_path::next_or_default(form.next.as_deref());
+        let typed = form.email.trim();
+        let email = match EmailAddress::parse(typed) {
+            Ok(email) => email,
+            Err(problem) => {
+                limit(&pool, &counted).await?;
+                return html(
+                    StatusCode::BAD_REQUEST,
+                    &HomePage {
+                        site: site.for_visitor(&csrf),
+                        email: typed.chars().take(254).collect(),
+                        next: next.to_owned(),
+                        error: Some(problem.to_string()),
+                        needs_admin: false,
+                    },
+                );
+            }
+        };
+        if let Some(per_email) = config.rate_limit_login_per_email {
+            // Counted by a hash of the normalized address: no address is stored for this.
+            let bucket = format!("login-email:{}", security::sha256_hex(email.as_str()));
+            counted.push((bucket, per_email));
+        }
+        limit(&pool, &counted).await?;
 
-    // The broker gets the address as typed; it normalizes and tells us both forms.
-    send_to_broker(&rp, &client, &config, typed, next, &Purpose::SignIn).await
+        // The broker gets the address as typed; it normalizes and tells us both forms.
+        send_to_broker(&rp, &client, &config, typed, next, &Purpose::SignIn).await
+    }
+    .await;
+    if let Some(metrics) = metrics {
+        match &result {
+            Ok(response) if response.status() == StatusCode::SEE_OTHER => metrics.signin_started(),
+            Err(AppError::RateLimited { .. }) => metrics.rate_limited(),
+            _ => {}
+        }
+    }
+    result
 }
 
 /// Starts an attempt (bound to this browser unless binding is off) and answers with the 303
@@ -182,96 +195,116 @@ pub async fn verify(
     session: MemberSession,
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
-    if let Some(error) = form.error {
-        let description = form.error_description.unwrap_or(error);
-        return Err(AppError::BrokerReported(
-            description.chars().take(500).collect(),
-        ));
-    }
-    let token = form
-        .id_token
-        .ok_or_else(|| AppError::BadRequest("The sign-in service sent no token.".into()))?;
-    let binding = security::presented_binding(&req);
-    let checked = match rp.check(&client, &token).await {
-        Ok(c) => c,
-        Err(VerifyError::Rejected(r)) => {
-            record_refusal(pool.get_ref(), &r).await?;
-            return Err(AppError::SignInRefused(r));
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let result: Result<HttpResponse, AppError> = async {
+        let form = form.into_inner();
+        if let Some(error) = form.error {
+            let description = form.error_description.unwrap_or(error);
+            return Err(AppError::BrokerReported(
+                description.chars().take(500).collect(),
+            ));
         }
-        Err(e) => return Err(verify_error(e)),
-    };
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown browser");
-    let ip = security::client_ip(&req, &config.trusted_proxies)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
-    // The nonce is consumed and the member admitted in one write transaction: one commit.
-    let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
-    let verified = match rp.consume(&mut tx, checked, binding.as_deref()).await {
-        Ok(v) => v,
-        Err(VerifyError::Rejected(r)) => {
-            record_refusal(&mut *tx, &r).await?;
-            // Keeps the refusal, and a nonce that was used up (an expired one, say).
-            tx.commit().await.map_err(AppError::internal)?;
-            return Err(AppError::SignInRefused(r));
-        }
-        Err(e) => return Err(verify_error(e)),
-    };
-    let (member_id, next) = match &verified.purpose {
-        Purpose::SignIn => {
-            let admission = members::admit(&mut tx, &config, &verified.email)
-                .await
-                .map_err(AppError::internal)?;
-            tx.commit().await.map_err(AppError::internal)?;
-            match admission {
-                Admission::Admitted(member) => {
-                    // A first sign-in may have added a name, or activated an invited member.
-                    directory.changed();
-                    (member.id, verified.next_path.clone())
+        let token = form
+            .id_token
+            .ok_or_else(|| AppError::BadRequest("The sign-in service sent no token.".into()))?;
+        let binding = security::presented_binding(&req);
+        let checked = match rp.check(&client, &token).await {
+            Ok(c) => c,
+            Err(VerifyError::Rejected(r)) => {
+                record_refusal(pool.get_ref(), &r).await?;
+                return Err(AppError::SignInRefused(r));
+            }
+            Err(e) => return Err(verify_error(e)),
+        };
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown browser");
+        let ip = security::client_ip(&req, &config.trusted_proxies)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        // The nonce is consumed and the member admitted in one write transaction: one commit.
+        let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
+        let verified = match rp.consume(&mut tx, checked, binding.as_deref()).await {
+            Ok(v) => v,
+            Err(VerifyError::Rejected(r)) => {
+                record_refusal(&mut *tx, &r).await?;
+                // Keeps the refusal, and a nonce that was used up (an expired one, say).
+                tx.commit().await.map_err(AppError::internal)?;
+                return Err(AppError::SignInRefused(r));
+            }
+            Err(e) => return Err(verify_error(e)),
+        };
+        let (member_id, next) = match &verified.purpose {
+            Purpose::SignIn => {
+                let admission = members::admit(&mut tx, &config, &verified.email)
+                    .await
+                    .map_err(AppError::internal)?;
+                tx.commit().await.map_err(AppError::internal)?;
+                match admission {
+                    Admission::Admitted(member) => {
+                        // A first sign-in may have added a name, or activated an invited member.
+                        directory.changed();
+                        (member.id, verified.next_path.clone())
+                    }
+                    Admission::NotInvited => {
+                        return Err(AppError::NotAdmitted(Refusal::NotInvited));
+                    }
+                    Admission::Pending => return Err(AppError::NotAdmitted(Refusal::Pending)),
+                    Admission::Suspended => return Err(AppError::NotAdmitted(Refusal::Suspended)),
                 }
-                Admission::NotInvited => return Err(AppError::NotAdmitted(Refusal::NotInvited)),
-                Admission::Pending => return Err(AppError::NotAdmitted(Refusal::Pending)),
-                Admission::Suspended => return Err(AppError::NotAdmitted(Refusal::Suspended)),
             }
-        }
-        Purpose::ChangeEmail { member_id } => {
-            // The nonce is spent whatever happens next.
-            tx.commit().await.map_err(AppError::internal)?;
-            match db::members::find_by_id(pool.get_ref(), member_id)
-                .await
-                .map_err(AppError::internal)?
-            {
-                Some(m) if m.status == "active" => {}
-                _ => return Err(AppError::NotAdmitted(Refusal::Suspended)),
-            }
-            match members::change_email(&pool, member_id, &verified.email).await {
-                Ok(()) => (member_id.clone(), "/account?notice=email".to_owned()),
-                Err(ChangeError::EmailTaken) => {
-                    return Err(AppError::Conflict(
-                        "That address already belongs to another member, so your address was \
+            Purpose::ChangeEmail { member_id } => {
+                // The nonce is spent whatever happens next.
+                tx.commit().await.map_err(AppError::internal)?;
+                match db::members::find_by_id(pool.get_ref(), member_id)
+                    .await
+                    .map_err(AppError::internal)?
+                {
+                    Some(m) if m.status == "active" => {}
+                    _ => return Err(AppError::NotAdmitted(Refusal::Suspended)),
+                }
+                match members::change_email(&pool, member_id, &verified.email).await {
+                    Ok(()) => (member_id.clone(), "/account?notice=email".to_owned()),
+                    Err(ChangeError::EmailTaken) => {
+                        return Err(AppError::Conflict(
+                            "That address already belongs to another member, so your address was \
                          not changed."
-                            .into(),
-                    ));
+                                .into(),
+                        ));
+                    }
+                    Err(e) => return Err(AppError::internal(e)),
                 }
-                Err(e) => return Err(AppError::internal(e)),
             }
-        }
-    };
-    session
-        .sign_in(&member_id, user_agent, &ip)
-        .map_err(AppError::internal)?;
-    tracing::info!(member = %member_id, "signed in");
-    let mut response = see_other(&next);
-    if binding.is_some() {
-        response
-            .add_cookie(&security::spent_binding())
+        };
+        session
+            .sign_in(&member_id, user_agent, &ip)
             .map_err(AppError::internal)?;
+        tracing::info!(member = %member_id, "signed in");
+        let mut response = see_other(&next);
+        if binding.is_some() {
+            response
+                .add_cookie(&security::spent_binding())
+                .map_err(AppError::internal)?;
+        }
+        Ok(response)
     }
-    Ok(response)
+    .await;
+    if let Some(metrics) = metrics {
+        match &result {
+            Ok(_) => metrics.signin_completed(),
+            Err(AppError::SignInRefused(r)) => metrics.signin_refused(r.name()),
+            Err(AppError::NotAdmitted(Refusal::NotInvited)) => {
+                metrics.signin_refused("not_invited")
+            }
+            Err(AppError::NotAdmitted(Refusal::Pending)) => metrics.signin_refused("pending"),
+            Err(AppError::NotAdmitted(Refusal::Suspended)) => metrics.signin_refused("suspended"),
+            Err(AppError::Conflict(_)) => metrics.signin_refused("address_taken"),
+            _ => {}
+        }
+    }
+    result
 }
 
 /// Audits a refused token, by the name of its reason.

@@ -55,6 +55,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/pages/{slug:.*}", web::get().to(pages::page))
         .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
         .route("/static/style.css", web::get().to(static_css));
 }
 
@@ -108,6 +110,11 @@ impl FromRequest for SignedIn {
             .unwrap_or_else(|| "/".into());
         Box::pin(async move {
             let session = session.map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+            if session.database_unavailable() {
+                return Err(AppError::DatabaseUnavailable(anyhow::anyhow!(
+                    "the session could not be loaded"
+                )));
+            }
             let sign_in = || AppError::SignInRequired {
                 next: wanted.clone(),
             };

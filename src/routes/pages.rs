@@ -14,11 +14,17 @@ use crate::templates::{ContentPage, Site};
 /// for missing pages and 403 for admins' pages.
 pub async fn page(
     slug: web::Path<String>,
-    me: Option<SignedIn>,
+    me: Result<SignedIn, AppError>,
     site: web::Data<Site>,
     csrf: Csrf,
     content: web::Data<Content>,
 ) -> Result<HttpResponse, AppError> {
+    let me = match me {
+        Ok(me) => Some(me),
+        // A member whose session cannot be checked right now is not shown as anonymous.
+        Err(e @ AppError::DatabaseUnavailable(_)) => return Err(e),
+        Err(_) => None,
+    };
     let slug = slug.into_inner();
     let level = me.as_ref().map(|m| {
         if m.member.role == "admin" {

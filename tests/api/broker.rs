@@ -102,6 +102,7 @@ pub fn sign(header: &Value, claims: &Value, signature: Signature<'_>) -> String 
 }
 
 /// A running test broker.
+#[derive(Clone)]
 pub struct TestBroker {
     /// Its origin, which is also the `iss` of its tokens.
     pub origin: String,

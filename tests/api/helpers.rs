@@ -16,7 +16,7 @@ use crate::broker::TestBroker;
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
-        clubhouse::telemetry::init();
+        clubhouse::telemetry::init(clubhouse::config::LogFormat::Text);
     }
 });
 
@@ -30,7 +30,12 @@ pub struct TestDb {
 
 enum Cleanup {
     Sqlite(PathBuf),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another handle owns the database.
+    None,
 }
 
 impl TestDb {
@@ -64,6 +69,16 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Another handle on the same database, which leaves removing it to this one.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            cleanup: Cleanup::None,
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         match &self.cleanup {
@@ -74,6 +89,7 @@ impl Drop for TestDb {
                     let _ = std::fs::remove_file(p);
                 }
             }
+            Cleanup::None => {}
             Cleanup::Postgres { admin_url, name } => {
                 // Drop runs inside the test's runtime, which cannot be blocked on: use a
                 // thread with a runtime of its own.
@@ -206,7 +222,7 @@ struct StoredCookie {
 /// A browser: keeps cookies like one, and can send the broker's cross-site form POST.
 pub struct Browser {
     client: awc::Client,
-    base: String,
+    base: RefCell<String>,
     /// The origin the pages are served from as the browser sees it (the app's PUBLIC_URL),
     /// sent as `Origin` on our own forms.
     origin: String,
@@ -218,8 +234,13 @@ impl Browser {
     /// `origin`.
     pub fn new(base: &str, origin: &str) -> Browser {
         Browser {
-            client: awc::Client::builder().disable_redirects().finish(),
-            base: base.to_owned(),
+            client: awc::Client::builder()
+                .disable_redirects()
+                // Longer than the server's own limits (5 s for the database), so a test sees
+                // the server's answer rather than its own time-out.
+                .timeout(std::time::Duration::from_secs(20))
+                .finish(),
+            base: RefCell::new(base.to_owned()),
             origin: origin.to_owned(),
             jar: RefCell::new(HashMap::new()),
         }
@@ -263,6 +284,12 @@ impl Browser {
         }
     }
 
+    /// From now on, sends its requests to `base`, with the same cookies: another instance
+    /// behind the same load balancer.
+    pub fn route_to(&self, base: &str) {
+        *self.base.borrow_mut() = base.to_owned();
+    }
+
     /// The value of a cookie, if the browser holds it.
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.jar.borrow().get(name).map(|c| c.value.clone())
@@ -296,7 +323,7 @@ impl Browser {
 
     /// `GET path` with the browser's cookies.
     pub async fn get(&self, path: &str) -> Page {
-        let mut req = self.client.get(format!("{}{path}", self.base));
+        let mut req = self.client.get(format!("{}{path}", self.base.borrow()));
         if let Some(cookies) = self.cookie_header(false) {
             req = req.insert_header(("cookie", cookies));
         }
@@ -362,7 +389,7 @@ impl Browser {
         headers: &[(&str, &str)],
         cross_site: bool,
     ) -> Page {
-        let mut req = self.client.post(format!("{}{path}", self.base));
+        let mut req = self.client.post(format!("{}{path}", self.base.borrow()));
         for (name, value) in headers {
             req = req.insert_header((*name, *value));
         }
@@ -377,7 +404,7 @@ impl Browser {
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
         let res = self
             .client
-            .post(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.base.borrow()))
             .insert_header(("content-type", content_type))
             .send_body(body)
             .await
@@ -409,6 +436,20 @@ impl AuthRequest {
 }
 
 impl TestApp {
+    /// A second server on the same database, trusting the same broker and answering for the
+    /// same `PUBLIC_URL`, as instances behind one load balancer do.
+    pub async fn another_instance(&self, settings: Settings<'_>) -> TestApp {
+        let mut all = vec![("PUBLIC_URL", self.public_url.as_str())];
+        all.extend_from_slice(settings);
+        spawn_app_on(
+            self.db.shared(),
+            self.broker.clone(),
+            &[("BROKER_URL", &self.broker.origin)],
+            &all,
+        )
+        .await
+    }
+
     /// A new browser for this app.
     pub fn browser(&self) -> Browser {
         Browser::new(&self.address, &self.public_url)
