@@ -5,8 +5,8 @@
 //! key before the RSA one, and it counts how often each document is fetched. Instead of
 //! emailing a link, tests mint the token the broker would post back (see `helpers`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use aws_lc_rs::rand::SystemRandom;
@@ -65,6 +65,8 @@ impl TestKey {
 
 /// The key the test broker signs with; generated once per test process.
 pub static BROKER_KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("test-key-1"));
+/// The key the broker has after [`TestBroker::restart_with_new_keys`].
+pub static NEXT_KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("test-key-2"));
 /// A key nobody publishes, for forged signatures.
 pub static FORGER_KEY: LazyLock<TestKey> = LazyLock::new(|| TestKey::generate("test-key-1"));
 
@@ -112,14 +114,34 @@ pub struct TestBroker {
     pub discovery_fetches: Arc<AtomicUsize>,
     /// How often the key set was fetched.
     pub key_fetches: Arc<AtomicUsize>,
+    /// While set, the broker answers every request with 503 (down behind its proxy).
+    pub down: Arc<AtomicBool>,
+    /// Milliseconds its discovery document and key set take to arrive (a slow broker).
+    pub delay_ms: Arc<AtomicU64>,
+    /// Whether it has been restarted with new keys.
+    rotated: Arc<AtomicBool>,
+    /// The key set it publishes.
+    published: Arc<RwLock<Value>>,
 }
 
 #[derive(Clone)]
 struct BrokerState {
     discovery: Value,
-    keys: Value,
+    keys: Arc<RwLock<Value>>,
     discovery_fetches: Arc<AtomicUsize>,
     key_fetches: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+/// The key set the broker publishes: an Ed25519 key first (as brokers with EdDSA enabled
+/// list them), then its RSA key.
+fn key_set(key: &TestKey) -> Value {
+    json!({ "keys": [
+        { "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+          "kid": "ed-key", "x": URL_SAFE_NO_PAD.encode([7u8; 32]) },
+        key.jwk(),
+    ]})
 }
 
 impl TestBroker {
@@ -150,20 +172,21 @@ impl TestBroker {
                 "response_modes_supported": ["form_post"],
                 "id_token_signing_alg_values_supported": ["EdDSA", "RS256"],
             }),
-            keys: json!({ "keys": [
-                // Brokers with EdDSA enabled list Ed25519 keys first.
-                { "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-                  "kid": "ed-key", "x": URL_SAFE_NO_PAD.encode([7u8; 32]) },
-                BROKER_KEY.jwk(),
-            ]}),
+            keys: Arc::new(RwLock::new(key_set(&BROKER_KEY))),
             discovery_fetches: Arc::new(AtomicUsize::new(0)),
             key_fetches: Arc::new(AtomicUsize::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
         };
         let broker = TestBroker {
             origin,
             authorization_endpoint,
             discovery_fetches: state.discovery_fetches.clone(),
             key_fetches: state.key_fetches.clone(),
+            down: state.down.clone(),
+            delay_ms: state.delay_ms.clone(),
+            rotated: Arc::new(AtomicBool::new(false)),
+            published: state.keys.clone(),
         };
         let server = HttpServer::new(move || {
             App::new()
@@ -172,6 +195,13 @@ impl TestBroker {
                     "/.well-known/openid-configuration",
                     web::get().to(|s: web::Data<BrokerState>| async move {
                         s.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+                        let delay = s.delay_ms.load(Ordering::SeqCst);
+                        if delay > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                        }
+                        if s.down.load(Ordering::SeqCst) {
+                            return HttpResponse::ServiceUnavailable().finish();
+                        }
                         HttpResponse::Ok()
                             .insert_header(("Cache-Control", "public, max-age=604800, s-maxage=0"))
                             .json(&s.discovery)
@@ -182,11 +212,19 @@ impl TestBroker {
                     "/keys.json",
                     web::get().to(|s: web::Data<BrokerState>| async move {
                         s.key_fetches.fetch_add(1, Ordering::SeqCst);
+                        let delay = s.delay_ms.load(Ordering::SeqCst);
+                        if delay > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                        }
+                        if s.down.load(Ordering::SeqCst) {
+                            return HttpResponse::ServiceUnavailable().finish();
+                        }
+                        let keys = s.keys.read().map(|k| k.to_string()).unwrap_or_default();
                         // Labelled text/plain, as the official conformance suite's broker does.
                         HttpResponse::Ok()
                             .insert_header(("Cache-Control", "public, max-age=86400, s-maxage=0"))
                             .content_type("text/plain; charset=utf-8")
-                            .body(s.keys.to_string())
+                            .body(keys)
                     }),
                 )
         })
@@ -218,7 +256,21 @@ impl TestBroker {
 
     /// A token as the broker would sign it.
     pub fn token(&self, claims: &Value) -> String {
-        sign(&rs256_header(), claims, Signature::Rs256(&BROKER_KEY))
+        if self.rotated.load(Ordering::SeqCst) {
+            let header = json!({ "alg": "RS256", "typ": "JWT", "kid": NEXT_KEY.kid });
+            sign(&header, claims, Signature::Rs256(&NEXT_KEY))
+        } else {
+            sign(&rs256_header(), claims, Signature::Rs256(&BROKER_KEY))
+        }
+    }
+
+    /// What a broker restarted with in-memory keys does: it publishes a new key (and no
+    /// longer the old one), and signs with it from now on.
+    pub fn restart_with_new_keys(&self) {
+        if let Ok(mut published) = self.published.write() {
+            *published = key_set(&NEXT_KEY);
+        }
+        self.rotated.store(true, Ordering::SeqCst);
     }
 }
 

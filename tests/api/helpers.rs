@@ -359,6 +359,17 @@ impl Browser {
             .to_owned()
     }
 
+    /// A GET that may fail to connect (a server that is stopping): its status, or `None`.
+    pub async fn try_get(&self, path: &str) -> Option<StatusCode> {
+        let mut req = self.client.get(format!("{}{path}", self.base.borrow()));
+        if let Some(cookies) = self.cookie_header(false) {
+            req = req.insert_header(("cookie", cookies));
+        }
+        let mut res = req.send().await.ok()?;
+        let _ = res.body().await;
+        Some(res.status())
+    }
+
     /// Submits one of our forms like a person: with the page's CSRF token.
     pub async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let token = self.form_token().await;

@@ -92,3 +92,79 @@ async fn a_broker_that_accepts_but_never_answers_times_out_with_a_friendly_page(
     );
     drop(silent);
 }
+
+#[actix_web::test]
+async fn a_broker_that_goes_down_leaves_cached_keys_working_and_comes_back_without_a_restart() {
+    let app = spawn_app_with(&[("KEY_REFETCH_COOLDOWN", "1s")]).await;
+    app.signed_in_browser("up@example.com").await;
+    app.broker.down.store(true, SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Discovery and keys are cached: sign-ins go on.
+    app.signed_in_browser("still@example.com").await;
+    // A token with a key id we do not know makes us ask the broker, which fails: the cached
+    // keys stay, and the next normal sign-in still works.
+    let browser = app.browser();
+    let auth = app.start_login(&browser, "odd@example.com", None).await;
+    let claims = app
+        .broker
+        .claims(&app.public_url, &auth.param("nonce"), "odd@example.com");
+    let odd = sign(
+        &json!({"alg": "RS256", "kid": "not-published"}),
+        &claims,
+        Signature::Rs256(&BROKER_KEY),
+    );
+    assert_eq!(
+        app.post_token(&browser, &odd).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 2, "it did ask");
+    app.signed_in_browser("after@example.com").await;
+
+    // A server with nothing cached yet says the sign-in service is not answering, at once.
+    let cold = crate::helpers::spawn_app_on(
+        crate::helpers::TestDb::new().await,
+        app.broker.clone(),
+        &[("BROKER_URL", &app.broker.origin)],
+        &[],
+    )
+    .await;
+    let started = Instant::now();
+    let page = cold
+        .browser()
+        .submit("/login", &[("email", "cold@example.com")])
+        .await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.body.contains("The sign-in service is not answering"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The broker comes back: no restart needed.
+    app.broker.down.store(false, SeqCst);
+    cold.signed_in_browser("cold@example.com").await;
+}
+
+#[actix_web::test]
+async fn a_broker_restarted_with_new_keys_is_followed_without_a_restart() {
+    let app = spawn_app_with(&[("KEY_REFETCH_COOLDOWN", "1s")]).await;
+    app.signed_in_browser("before@example.com").await;
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 1);
+    app.broker.restart_with_new_keys();
+    // Once the cool-down since the last fetch is over, the new key id makes us look again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.signed_in_browser("after@example.com").await;
+    assert_eq!(app.broker.key_fetches.load(SeqCst), 2);
+    // And the old key is gone from what we trust.
+    let browser = app.browser();
+    let auth = app.start_login(&browser, "old@example.com", None).await;
+    let claims = app
+        .broker
+        .claims(&app.public_url, &auth.param("nonce"), "old@example.com");
+    let old = sign(
+        &crate::broker::rs256_header(),
+        &claims,
+        Signature::Rs256(&BROKER_KEY),
+    );
+    assert_eq!(
+        app.post_token(&browser, &old).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -16,6 +16,7 @@ mod login;
 mod membership;
 mod operations;
 mod pages;
+mod process;
 mod purge;
 mod real_broker;
 mod webdriver;
