@@ -42,6 +42,13 @@ pub enum Command {
         #[command(subcommand)]
         command: MembersCommand,
     },
+    /// Copy the whole site (members, sessions, audit log, settings and the session key) from
+    /// DATABASE_URL into another, empty database, e.g. from SQLite to Postgres. Stop the site
+    /// first; afterwards, point DATABASE_URL at the new database.
+    CopyTo {
+        /// The database to copy into (its migrations are applied first); it must be empty.
+        target_url: String,
+    },
 }
 
 /// `clubhouse admin …`
@@ -106,8 +113,40 @@ pub async fn run(command: Command, config: &Config, out: &mut impl Write) -> any
             }
             MembersCommand::Import { file } => import(&pool, &file, out).await,
         },
+        Command::CopyTo { target_url } => copy_to(&pool, &target_url, out).await,
     };
     pool.close().await;
+    result
+}
+
+async fn copy_to(source: &Pool, target_url: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let shown = crate::config::redact_url(target_url);
+    let target = db::connect(&secrecy::SecretString::from(target_url.to_owned()))
+        .await
+        .with_context(|| format!("could not open {shown}"))?;
+    db::migrate(&target)
+        .await
+        .with_context(|| format!("could not apply the migrations to {shown}"))?;
+    let copied = db::copy::copy_all(source, &target).await;
+    let result = match copied {
+        Ok(copied) => {
+            // Read back: the target holds what the source holds.
+            let there = db::copy::counts(&target).await?;
+            if there != copied {
+                bail!("the copy in {shown} does not match: {there:?} against {copied:?}");
+            }
+            for (table, n) in &copied {
+                writeln!(out, "{table}: {n} rows")?;
+            }
+            writeln!(
+                out,
+                "copied into {shown}; point DATABASE_URL there before starting the site"
+            )?;
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("nothing was copied to {shown}"))),
+    };
+    target.close().await;
     result
 }
 

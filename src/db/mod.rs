@@ -5,6 +5,7 @@
 //! TEXT ids and BIGINT unix-second times.
 
 pub mod audit;
+pub mod copy;
 pub mod login_attempts;
 pub mod members;
 pub mod rate_limits;

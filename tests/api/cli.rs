@@ -156,3 +156,74 @@ async fn an_admin_added_on_the_command_line_runs_an_invite_only_site_in_the_brow
     assert_eq!(stranger.status, actix_web::http::StatusCode::FORBIDDEN);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_web::test]
+async fn copy_to_moves_a_site_from_sqlite_to_postgres_and_back_with_its_sessions() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        eprintln!("copy_to: needs Postgres; runs with TEST_DATABASE_URL");
+        return;
+    }
+    // A site on SQLite, with an admin, a member signed in, and an audit log.
+    let sqlite = crate::helpers::TestDb::sqlite();
+    let broker = crate::broker::TestBroker::start("127.0.0.1");
+    let origin = broker.origin.clone();
+    let old = crate::helpers::spawn_app_on(
+        sqlite.shared(),
+        broker.clone(),
+        &[("BROKER_URL", &origin)],
+        &[("ADMIN_EMAILS", "boss@example.com")],
+    )
+    .await;
+    old.signed_in_browser("boss@example.com").await;
+    let member = old.signed_in_browser("gus@example.com").await;
+    let dir = temp_dir();
+
+    // Copied into a new Postgres database...
+    let postgres = TestDb::new().await;
+    let out = clubhouse(&sqlite, &dir, &["copy-to", &postgres.url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("members: 2 rows"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("sessions: 2 rows"),
+        "{}",
+        stdout(&out)
+    );
+
+    // ...a server on it takes the member's cookie: the session key came along.
+    let new = crate::helpers::spawn_app_on(
+        postgres.shared(),
+        broker,
+        &[("BROKER_URL", &origin)],
+        &[("PUBLIC_URL", &old.public_url)],
+    )
+    .await;
+    member.route_to(&new.address);
+    member.assert_signed_in_as("gus@example.com").await;
+
+    // A second copy into the same database is refused and changes nothing.
+    let again = clubhouse(&sqlite, &dir, &["copy-to", &postgres.url]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+
+    // And back into a new SQLite file: the same member list and audit log all round.
+    let back = crate::helpers::TestDb::sqlite();
+    let out = clubhouse(&postgres, &dir, &["copy-to", &back.url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let export = |db: &TestDb| stdout(&clubhouse(db, &dir, &["members", "export"]));
+    assert_eq!(export(&sqlite), export(&postgres));
+    assert_eq!(export(&postgres), export(&back));
+    assert!(export(&back).contains("gus@example.com"));
+    let audit = |url: String| async move {
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    let entries = audit(sqlite.url.clone()).await;
+    assert!(entries >= 2);
+    assert_eq!(audit(back.url.clone()).await, entries);
+    std::fs::remove_dir_all(dir).ok();
+}

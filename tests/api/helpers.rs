@@ -70,6 +70,16 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// A temporary SQLite database, whatever `TEST_DATABASE_URL` says.
+    pub fn sqlite() -> TestDb {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let path = std::env::temp_dir().join(format!("clubhouse-test-{id}.db"));
+        TestDb {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            cleanup: Cleanup::Sqlite(path),
+        }
+    }
+
     /// Another handle on the same database, which leaves removing it to this one.
     pub fn shared(&self) -> TestDb {
         TestDb {
