@@ -171,6 +171,14 @@ impl Application {
         // On SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most this
         // long), then stop.
         .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
+        // One HTTP worker. Each actix-web worker is a runtime of its own, and a Postgres
+        // connection belongs to the runtime that opened it: with several workers, one that
+        // finished its requests and stopped during a graceful shutdown took the pooled
+        // connections it had opened with it, and a slow request still running on another
+        // worker failed on them (caught by the SIGTERM test). The work is mostly waiting for
+        // the database; on this project's two cores one worker measured the same as two
+        // (BENCHMARKS.md). Bigger sites add instances.
+        .workers(1)
         .run();
 
         Ok(Application {

@@ -1,5 +1,7 @@
 //! Liveness and readiness for process supervisors and load balancers, and metrics.
 
+use std::time::Duration;
+
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
@@ -32,7 +34,14 @@ pub async fn readyz(
     rp: web::Data<RelyingParty>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    let (database, broker) = tokio::join!(db::ping(pool.get_ref()), rp.broker_ready(&client));
+    // Both within 2 s, so that a slow broker cannot make the check itself time out.
+    let broker = async {
+        match tokio::time::timeout(Duration::from_secs(2), rp.broker_ready(&client)).await {
+            Ok(ready) => ready.map_err(|e| e.to_string()),
+            Err(_) => Err("no answer within 2 s".to_owned()),
+        }
+    };
+    let (database, broker) = tokio::join!(db::ping(pool.get_ref()), broker);
     let mut problems = Vec::new();
     if let Err(e) = database {
         tracing::warn!(error = %e, "not ready: the database does not answer");

@@ -95,6 +95,20 @@ async fn readyz_needs_the_broker_and_healthz_does_not() {
     assert!(page.body.contains("broker"), "{}", page.body);
     assert!(!page.body.contains("database"), "{}", page.body);
     assert_eq!(app.browser().get("/healthz").await.status, StatusCode::OK);
+
+    // A broker that accepts connections and never answers: the check still answers in time.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let app = spawn_app_with(&[("BROKER_URL", &url), ("BROKER_TIMEOUT", "10s")]).await;
+    let started = std::time::Instant::now();
+    let page = app.browser().get("/readyz").await;
+    assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
 }
 
 /// Takes the app's database away until the guard is given back to [`end_outage`]. On

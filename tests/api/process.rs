@@ -204,8 +204,9 @@ async fn sigterm_under_load_lets_requests_in_flight_finish_and_answers_no_5xx() 
     assert_eq!(
         in_flight.status,
         StatusCode::BAD_REQUEST,
-        "{}",
-        in_flight.body
+        "{}\nserver log:\n{}",
+        in_flight.body,
+        server.log_text()
     );
 }
 
