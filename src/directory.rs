@@ -4,7 +4,8 @@
 //! (reading a hundred rows in name order), yet it changes only when a member joins, leaves,
 //! is suspended or renames themselves. So each instance keeps the pages it has shown, and
 //! drops them all when it makes such a change itself; a change made elsewhere (another
-//! instance on the same database, the command line) shows within [`Directory::ttl`].
+//! instance on the same database, the command line) shows within the time a page is kept
+//! ([`TTL`] for the server).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,11 +53,6 @@ impl Directory {
             generation: AtomicU64::new(0),
             pages: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// How long a change made by another instance may take to show.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     /// Page `number` (from 1), from memory when it is fresh.

@@ -11,6 +11,7 @@ use actix_web::error::UrlencodedError;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
@@ -170,16 +171,16 @@ impl Application {
         .listen(listener)?
         // On SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most this
         // long), then stop.
-        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
-        // One HTTP worker. Each actix-web worker is a runtime of its own, and a Postgres
-        // connection belongs to the runtime that opened it: with several workers, one that
-        // finished its requests and stopped during a graceful shutdown took the pooled
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+        // On Postgres, one HTTP worker. Each actix-web worker is a runtime of its own, and a
+        // Postgres connection belongs to the runtime that opened it: with several workers, one
+        // that finished its requests and stopped during a graceful shutdown took the pooled
         // connections it had opened with it, and a slow request still running on another
-        // worker failed on them (caught by the SIGTERM test). The work is mostly waiting for
-        // the database; on this project's two cores one worker measured the same as two
-        // (BENCHMARKS.md). Bigger sites add instances.
-        .workers(1)
-        .run();
+        // worker failed on them (caught by the SIGTERM test). SQLite's connections live on
+        // sqlx's own threads, so SQLite keeps one worker per core. Measured in BENCHMARKS.md.
+        let postgres =
+            db::Engine::of_url(config.database_url.expose_secret()) == db::Engine::Postgres;
+        let server = if postgres { server.workers(1) } else { server }.run();
 
         Ok(Application {
             port,

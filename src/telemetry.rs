@@ -1,9 +1,9 @@
 //! Logging setup.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 use crate::config::LogFormat;
-use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Sends logs to standard error, as text or as one JSON object per line. `RUST_LOG` filters
 /// (default: `info`, quieter for sqlx). Each request is logged once, when it ends, with its

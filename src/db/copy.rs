@@ -95,12 +95,7 @@ pub enum CopyError {
 pub async fn copy_all(source: &Pool, target: &Pool) -> Result<Vec<(&'static str, u64)>, CopyError> {
     let mut tx = super::begin_write(target).await?;
     for (table, _) in TABLES {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        // The SQL is made from the constant table list above, never from input.
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&mut *tx)
-            .await?;
-        if n > 0 {
+        if count_rows(&mut *tx, table).await? > 0 {
             return Err(CopyError::TargetNotEmpty(table));
         }
     }
@@ -147,11 +142,19 @@ async fn copy_table(
 pub async fn counts(pool: &Pool) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
     let mut counts = Vec::new();
     for (table, _) in TABLES {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(pool)
-            .await?;
-        counts.push((*table, n as u64));
+        counts.push((*table, count_rows(pool, table).await?));
     }
     Ok(counts)
+}
+
+async fn count_rows<'c>(
+    db: impl sqlx::Executor<'c, Database = Any>,
+    table: &str,
+) -> Result<u64, sqlx::Error> {
+    // `table` comes from the constant table list above, never from input.
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(db)
+        .await?;
+    Ok(n as u64)
 }

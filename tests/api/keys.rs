@@ -8,8 +8,25 @@ use actix_web::http::StatusCode;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::broker::{BROKER_KEY, Signature, sign};
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::broker::{BROKER_KEY, Signature, TestKey, rs256_header, sign};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+/// Starts a sign-in for `email` and answers it with a token signed by `key` under `header`
+/// (another key id, another key): what `/verify` says.
+async fn finish_with(
+    app: &TestApp,
+    email: &str,
+    header: serde_json::Value,
+    key: &TestKey,
+) -> crate::helpers::Page {
+    let browser = app.browser();
+    let auth = app.start_login(&browser, email, None).await;
+    let claims = app
+        .broker
+        .claims(&app.public_url, &auth.param("nonce"), email);
+    let token = sign(&header, &claims, Signature::Rs256(key));
+    app.post_token(&browser, &token).await
+}
 
 #[actix_web::test]
 async fn concurrent_first_requests_fetch_each_document_once() {
@@ -43,18 +60,13 @@ async fn an_unknown_key_id_refetches_keys_only_after_the_cool_down() {
         .assert_redirect_to("/members");
     assert_eq!(app.broker.key_fetches.load(SeqCst), 1);
 
-    let unknown_kid = || async {
-        let browser = app.browser();
-        let auth = app.start_login(&browser, "q@example.com", None).await;
-        let claims = app
-            .broker
-            .claims(&app.public_url, &auth.param("nonce"), "q@example.com");
-        let token = sign(
-            &json!({"alg": "RS256", "kid": "new-key"}),
-            &claims,
-            Signature::Rs256(&BROKER_KEY),
-        );
-        app.post_token(&browser, &token).await
+    let unknown_kid = || {
+        finish_with(
+            &app,
+            "q@example.com",
+            json!({"alg": "RS256", "kid": "new-key"}),
+            &BROKER_KEY,
+        )
     };
     // Within the cool-down: refused without asking the broker.
     assert_eq!(unknown_kid().await.status, StatusCode::BAD_REQUEST);
@@ -104,18 +116,11 @@ async fn a_broker_that_goes_down_leaves_cached_keys_working_and_comes_back_witho
     app.signed_in_browser("still@example.com").await;
     // A token with a key id we do not know makes us ask the broker, which fails: the cached
     // keys stay, and the next normal sign-in still works.
-    let browser = app.browser();
-    let auth = app.start_login(&browser, "odd@example.com", None).await;
-    let claims = app
-        .broker
-        .claims(&app.public_url, &auth.param("nonce"), "odd@example.com");
-    let odd = sign(
-        &json!({"alg": "RS256", "kid": "not-published"}),
-        &claims,
-        Signature::Rs256(&BROKER_KEY),
-    );
+    let odd = json!({"alg": "RS256", "kid": "not-published"});
     assert_eq!(
-        app.post_token(&browser, &odd).await.status,
+        finish_with(&app, "odd@example.com", odd, &BROKER_KEY)
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
     assert_eq!(app.broker.key_fetches.load(SeqCst), 2, "it did ask");
@@ -153,18 +158,10 @@ async fn a_broker_restarted_with_new_keys_is_followed_without_a_restart() {
     app.signed_in_browser("after@example.com").await;
     assert_eq!(app.broker.key_fetches.load(SeqCst), 2);
     // And the old key is gone from what we trust.
-    let browser = app.browser();
-    let auth = app.start_login(&browser, "old@example.com", None).await;
-    let claims = app
-        .broker
-        .claims(&app.public_url, &auth.param("nonce"), "old@example.com");
-    let old = sign(
-        &crate::broker::rs256_header(),
-        &claims,
-        Signature::Rs256(&BROKER_KEY),
-    );
     assert_eq!(
-        app.post_token(&browser, &old).await.status,
+        finish_with(&app, "old@example.com", rs256_header(), &BROKER_KEY)
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
 }

@@ -95,6 +95,13 @@ async fn readyz_needs_the_broker_and_healthz_does_not() {
     assert!(page.body.contains("broker"), "{}", page.body);
     assert!(!page.body.contains("database"), "{}", page.body);
     assert_eq!(app.browser().get("/healthz").await.status, StatusCode::OK);
+    // Starting a sign-in there says so in a page, at once.
+    let login = app
+        .browser()
+        .submit("/login", &[("email", "nobody@example.com")])
+        .await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(login.body.contains("The sign-in service is not answering"));
 
     // A broker that accepts connections and never answers: the check still answers in time.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
