@@ -47,11 +47,13 @@ pub enum Action {
     AccountDeleted,
     /// An admin was added from the command line.
     AdminAdded,
+    /// An admin asked for a failed mail to be sent again; the detail is the mail's id.
+    MailRetried,
 }
 
 impl Action {
     /// Every action, for the admin page's filter.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::SignIn,
         Action::SignInRefused,
         Action::SignOut,
@@ -70,6 +72,7 @@ impl Action {
         Action::EmailChanged,
         Action::AccountDeleted,
         Action::AdminAdded,
+        Action::MailRetried,
     ];
 
     /// The name stored in the log.
@@ -93,6 +96,7 @@ impl Action {
             Action::EmailChanged => "email_changed",
             Action::AccountDeleted => "account_deleted",
             Action::AdminAdded => "admin_added",
+            Action::MailRetried => "mail_retried",
         }
     }
 }

@@ -2,7 +2,7 @@
 //! manage the database named by `DATABASE_URL`, like the server does.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -49,6 +49,13 @@ pub enum Command {
         /// The database to copy into (its migrations are applied first); it must be empty.
         target_url: String,
     },
+    /// Write a consistent copy of the database to FILE, safe while the site runs (SQLite,
+    /// with VACUUM INTO). On PostgreSQL, prints the pg_dump command to use instead. Applies
+    /// no migrations: a backup taken before an upgrade holds the data as it was.
+    Backup {
+        /// The new file (it must not exist yet).
+        file: PathBuf,
+    },
 }
 
 /// `clubhouse admin …`
@@ -78,19 +85,24 @@ pub enum MembersCommand {
     },
 }
 
-async fn open(config: &Config) -> anyhow::Result<Pool> {
+async fn open(config: &Config, migrate: bool) -> anyhow::Result<Pool> {
     let pool = db::connect(&config.database_url)
         .await
         .with_context(|| format!("could not open {}", config.database_url_redacted()))?;
-    db::migrate(&pool)
-        .await
-        .context("could not apply the database migrations")?;
+    if migrate {
+        db::migrate(&pool)
+            .await
+            .context("could not apply the database migrations")?;
+    }
     Ok(pool)
 }
 
 /// Runs a command other than `serve`, writing its output to `out`.
 pub async fn run(command: Command, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
-    let pool = open(config).await?;
+    if let Command::Backup { file } = &command {
+        return backup(config, file, out).await;
+    }
+    let pool = open(config, true).await?;
     let result = match command {
         Command::Serve => bail!("serve is not run here"),
         Command::Migrate => {
@@ -114,9 +126,48 @@ pub async fn run(command: Command, config: &Config, out: &mut impl Write) -> any
             MembersCommand::Import { file } => import(&pool, &file, out).await,
         },
         Command::CopyTo { target_url } => copy_to(&pool, &target_url, out).await,
+        Command::Backup { .. } => bail!("backup is run above"),
     };
     pool.close().await;
     result
+}
+
+async fn backup(config: &Config, file: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let url = secrecy::ExposeSecret::expose_secret(&config.database_url);
+    if db::Engine::of_url(url) == db::Engine::Postgres {
+        bail!(
+            "DATABASE_URL is a PostgreSQL database, which pg_dump backs up consistently while \
+             the site runs:\n  pg_dump --format=custom --file={} '{}'\nRestore it with \
+             pg_restore --clean --if-exists --dbname=… (see docs/operating.md, \"Backups\").",
+            file.display(),
+            config.database_url_redacted()
+        );
+    }
+    if file.exists() {
+        bail!(
+            "{} exists already; a backup never overwrites a file, so choose a new name",
+            file.display()
+        );
+    }
+    let target = file
+        .to_str()
+        .context("the backup file's name must be valid UTF-8")?;
+    let pool = open(config, false).await?;
+    let written = db::backup_sqlite(&pool, target).await;
+    pool.close().await;
+    written.with_context(|| format!("could not write the backup to {}", file.display()))?;
+    // Read the copy back: it must be a sound database holding the site.
+    let members = db::check_sqlite_copy(target)
+        .await
+        .with_context(|| format!("the backup {} is not sound", file.display()))?;
+    let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    writeln!(
+        out,
+        "backup written to {} ({members} members, {bytes} bytes); to restore it, stop the site \
+         and put it in place of the database file (see the README, \"Backups\")",
+        file.display()
+    )?;
+    Ok(())
 }
 
 async fn copy_to(source: &Pool, target_url: &str, out: &mut impl Write) -> anyhow::Result<()> {

@@ -70,6 +70,20 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
     pub shutdown_timeout: Duration,
+    /// Where mail goes out, in lettre's URL form (`smtps://user:pass@host:465`,
+    /// `smtp://host:587?tls=required`, `smtp://127.0.0.1:25`). `None`: the site sends no mail.
+    /// May hold a password: never logged.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of every mail, as a mailbox (`Club <noreply@club.example.org>`).
+    pub mail_from: String,
+    /// Mails telling admins about requests to join are batched over windows this long.
+    pub mail_digest_interval: Duration,
+    /// The folder served at `/static/` (logo, favicon, images, the stylesheet override).
+    pub static_dir: std::path::PathBuf,
+    /// A file in `static_dir` shown as the logo in the header.
+    pub site_logo: Option<String>,
+    /// Who visitors should ask when they are refused or stuck.
+    pub contact_email: Option<EmailAddress>,
 }
 
 /// How log lines are written.
@@ -244,6 +258,36 @@ impl Config {
             .map(SecretString::from);
         let shutdown_timeout = parse_duration_var(&var, "SHUTDOWN_TIMEOUT", "20s")?;
         let site_name = var("SITE_NAME").unwrap_or_else(|| "Clubhouse".into());
+        let smtp_url = var("SMTP_URL")
+            .map(|raw| check_smtp_url(&raw).map(|()| SecretString::from(raw)))
+            .transpose()
+            .map_err(|message| invalid("SMTP_URL", message))?;
+        let mail_from = match var("MAIL_FROM") {
+            Some(raw) => raw
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| {
+                    invalid(
+                        "MAIL_FROM",
+                        format!(
+                            "{raw:?} is not a mail address ({e}); expected something like \
+                             Club <noreply@club.example.org>"
+                        ),
+                    )
+                })?
+                .to_string(),
+            None => default_mail_from(&site_name, &public_url),
+        };
+        let mail_digest_interval = parse_duration_var(&var, "MAIL_DIGEST_INTERVAL", "15m")?;
+        let static_dir =
+            std::path::PathBuf::from(var("STATIC_DIR").unwrap_or_else(|| "static".into()));
+        let site_logo = var("SITE_LOGO")
+            .map(|name| check_static_file(&static_dir, &name).map(|()| name))
+            .transpose()
+            .map_err(|message| invalid("SITE_LOGO", message))?;
+        let contact_email = var("CONTACT_EMAIL")
+            .map(|raw| EmailAddress::parse(&raw).map_err(|e| format!("{raw:?} is not usable: {e}")))
+            .transpose()
+            .map_err(|message| invalid("CONTACT_EMAIL", message))?;
         let footer_text = var("FOOTER_TEXT")
             .unwrap_or_else(|| "Members sign in by email, through Portier: no passwords.".into());
 
@@ -273,6 +317,12 @@ impl Config {
             log_format,
             metrics_token,
             shutdown_timeout,
+            smtp_url,
+            mail_from,
+            mail_digest_interval,
+            static_dir,
+            site_logo,
+            contact_email,
         })
     }
 
@@ -328,8 +378,97 @@ impl fmt::Debug for Config {
             .field("purge_interval", &self.purge_interval)
             .field("admin_emails", &self.admin_emails.len())
             .field("site_name", &self.site_name)
+            .field(
+                "smtp_url",
+                &self
+                    .smtp_url
+                    .as_ref()
+                    .map(|u| redact_url(secrecy::ExposeSecret::expose_secret(u))),
+            )
+            .field("mail_from", &self.mail_from)
             .finish_non_exhaustive()
     }
+}
+
+/// The sender when `MAIL_FROM` is not set: the site's name at `noreply@` its host.
+fn default_mail_from(site_name: &str, public_url: &str) -> String {
+    let host = Url::parse(public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".into());
+    let address = format!("noreply@{host}");
+    // The name is only decoration: fall back to the bare address if it cannot be encoded.
+    match address.parse::<lettre::Address>() {
+        Ok(a) => lettre::message::Mailbox::new(Some(site_name.to_owned()), a).to_string(),
+        Err(_) => address,
+    }
+}
+
+/// Checks an `SMTP_URL` as lettre reads it, and refuses one that would send a password
+/// without TLS to a host other than this machine.
+fn check_smtp_url(raw: &str) -> Result<(), String> {
+    let url = Url::parse(raw).map_err(|e| {
+        format!("{} is not a URL ({e}); expected smtps://user:password@host:465, smtp://host:587?tls=required or smtp://127.0.0.1:25", redact_url(raw))
+    })?;
+    let shown = redact_url(raw);
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{shown} has no host name"))?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let encrypted = match (url.scheme(), tls.as_deref()) {
+        ("smtps", None) => true,
+        ("smtp", Some("required")) => true,
+        ("smtp", None) | ("smtp", Some("opportunistic")) => false,
+        _ => {
+            return Err(format!(
+                "{shown}: expected smtps://… (TLS from the start), smtp://…?tls=required \
+                 (STARTTLS that must succeed) or smtp://… (no TLS, for a mail server on this \
+                 machine)"
+            ));
+        }
+    };
+    if !url.username().is_empty() && url.password().is_none() {
+        return Err(format!(
+            "{shown} names a user but no password; give both (user:password@) or neither"
+        ));
+    }
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if url.password().is_some() && !encrypted && !loopback {
+        return Err(format!(
+            "{shown} would send its password unencrypted to {host}; use smtps://… or \
+             smtp://…?tls=required, or a mail server on this machine"
+        ));
+    }
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(raw)
+        .map(|_| ())
+        .map_err(|e| format!("{shown} cannot be used: {e}"))
+}
+
+/// Checks that `name` is a plain relative path to a file inside `dir`.
+fn check_static_file(dir: &std::path::Path, name: &str) -> Result<(), String> {
+    let plain = !name.starts_with('/')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if !plain {
+        return Err(format!(
+            "{name:?} must be a file name inside STATIC_DIR, like logo.png"
+        ));
+    }
+    if !dir.join(name).is_file() {
+        return Err(format!(
+            "{name:?} is not a file in STATIC_DIR ({})",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces the password of a URL, if it has one.
@@ -485,6 +624,14 @@ mod tests {
             ("SIGNUP_MODE", "everyone"),
             ("ALLOWED_DOMAINS", "not a domain"),
             ("AUDIT_RETENTION", "forever"),
+            ("SMTP_URL", "mail.example.org"),
+            ("SMTP_URL", "imap://mail.example.org"),
+            ("SMTP_URL", "smtp://user@mail.example.org:587?tls=required"),
+            ("MAIL_FROM", "not an address"),
+            ("MAIL_DIGEST_INTERVAL", "often"),
+            ("SITE_LOGO", "../secret.png"),
+            ("SITE_LOGO", "missing-logo.png"),
+            ("CONTACT_EMAIL", "nobody"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{e}");
@@ -504,6 +651,46 @@ mod tests {
         ])
         .unwrap();
         assert!(c.binding_problem().is_none());
+    }
+
+    #[test]
+    fn smtp_passwords_travel_only_encrypted_or_on_this_machine() {
+        for refused in [
+            "smtp://club:hunter2@mail.example.org:587",
+            "smtp://club:hunter2@mail.example.org:587?tls=opportunistic",
+            "smtp://club:hunter2@192.0.2.10:25",
+        ] {
+            let e = config(&[("SMTP_URL", refused)]).unwrap_err();
+            assert_eq!(e.name, "SMTP_URL");
+            assert!(e.to_string().contains("unencrypted"), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        for accepted in [
+            "smtps://club:hunter2@mail.example.org:465",
+            "smtp://club:hunter2@mail.example.org:587?tls=required",
+            "smtp://club:hunter2@127.0.0.1:25",
+            "smtp://club:hunter2@localhost:25",
+            "smtp://mail.example.org:25",
+            "smtp://127.0.0.1:25",
+        ] {
+            let c = config(&[("SMTP_URL", accepted)]).unwrap();
+            assert!(c.smtp_url.is_some());
+            assert!(!format!("{c:?}").contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn mail_from_defaults_to_the_site_at_its_host() {
+        let c = config(&[
+            ("PUBLIC_URL", "https://club.example.org"),
+            ("SITE_NAME", "Chess Club"),
+        ])
+        .unwrap();
+        assert_eq!(c.mail_from, "Chess Club <noreply@club.example.org>");
+        let c = config(&[("SITE_NAME", "Chess, Draughts & Go")]).unwrap();
+        assert_eq!(c.mail_from, "\"Chess, Draughts & Go\" <noreply@localhost>");
+        let c = config(&[("MAIL_FROM", "Secretary <sec@club.example.org>")]).unwrap();
+        assert_eq!(c.mail_from, "Secretary <sec@club.example.org>");
     }
 
     #[test]

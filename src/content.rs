@@ -24,6 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
 
+/// The file (`index.md`) whose text is the front page; it is not served under `/pages/`.
+pub const FRONT_PAGE: &str = "index";
+
 /// How often the folder is checked for changes, at most.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
@@ -235,11 +238,29 @@ impl Content {
     }
 
     /// The page at `slug`. Anything that is not a plain lowercase path (`..`, dots,
-    /// backslashes, encoded characters) is simply missing.
+    /// backslashes, encoded characters) is simply missing, and so is [`FRONT_PAGE`], which
+    /// is shown at `/` instead.
     pub fn get(&self, slug: &str) -> Lookup {
-        if !valid_slug(slug) {
+        if !valid_slug(slug) || slug == FRONT_PAGE {
             return Lookup::Missing;
         }
+        self.lookup(slug)
+    }
+
+    /// The owner's front page text (`index.md`), if there is one. A broken one is logged and
+    /// the built-in text is shown instead.
+    pub fn front_page(&self) -> Option<Page> {
+        match self.lookup(FRONT_PAGE) {
+            Lookup::Found(page) => Some(page),
+            Lookup::Broken(e) => {
+                tracing::warn!(error = %e, "the front page file is broken; showing the built-in text");
+                None
+            }
+            Lookup::Missing => None,
+        }
+    }
+
+    fn lookup(&self, slug: &str) -> Lookup {
         self.refresh();
         match self.read().files.get(slug).map(|l| &l.entry) {
             Some(Entry::Ok(page)) => Lookup::Found(page.clone()),
@@ -256,7 +277,9 @@ impl Content {
             .files
             .values()
             .filter_map(|l| match &l.entry {
-                Entry::Ok(p) if p.nav && may_read(level, p.access) => Some(p),
+                Entry::Ok(p) if p.nav && p.slug != FRONT_PAGE && may_read(level, p.access) => {
+                    Some(p)
+                }
                 _ => None,
             })
             .collect();
@@ -311,7 +334,14 @@ pub fn parse_page(
             ));
         }
     }
-    let (mut title, mut access, mut order, mut nav) = (None, Access::Members, 0i64, true);
+    // The front page is for everyone, so that is its default; it may not be anything else.
+    let front = slug == FRONT_PAGE;
+    let default_access = if front {
+        Access::Public
+    } else {
+        Access::Members
+    };
+    let (mut title, mut access, mut order, mut nav) = (None, default_access, 0i64, true);
     let mut body_start = None;
     for (i, line) in lines.by_ref() {
         let n = i + 1;
@@ -360,6 +390,13 @@ pub fn parse_page(
     }
     let body_start = body_start
         .ok_or_else(|| err(1, "the front matter is not closed by a line `---`".into()))?;
+    if front && access != Access::Public {
+        return Err(err(
+            1,
+            "index.md is the front page, which every visitor sees: its access must be public"
+                .into(),
+        ));
+    }
     let title = title.ok_or_else(|| err(1, "the front matter has no title".into()))?;
     let body: String = text.lines().skip(body_start).collect::<Vec<_>>().join("\n");
     Ok(Page {

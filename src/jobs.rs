@@ -20,6 +20,8 @@ pub struct Purged {
     pub rate_limits: u64,
     /// Audit entries older than the retention period.
     pub audit_entries: u64,
+    /// Mails sent, failed or skipped longer ago than [`crate::mail::RETENTION`].
+    pub outbox: u64,
 }
 
 /// Deletes everything that expired before `now`, batch by batch. Several instances may run
@@ -36,6 +38,14 @@ pub async fn purge_expired(
             .await?,
         sessions: drain(|| db::sessions::delete_expired(pool, now, PURGE_BATCH)).await?,
         rate_limits: drain(|| db::rate_limits::delete_expired(pool, now, PURGE_BATCH)).await?,
+        outbox: drain(|| {
+            db::outbox::delete_finished_before(
+                pool,
+                now - crate::mail::RETENTION.as_secs() as i64,
+                PURGE_BATCH,
+            )
+        })
+        .await?,
     })
 }
 
@@ -85,6 +95,7 @@ pub async fn run_purge(
                     sessions = p.sessions,
                     rate_limits = p.rate_limits,
                     audit_entries = p.audit_entries,
+                    outbox = p.outbox,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "purged expired rows"
                 )

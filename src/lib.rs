@@ -12,6 +12,7 @@ pub mod directory;
 pub mod email;
 pub mod error;
 pub mod jobs;
+pub mod mail;
 pub mod member_csv;
 pub mod members;
 pub mod metrics;

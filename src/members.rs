@@ -6,6 +6,7 @@ use crate::audit::{self, Action, Event};
 use crate::config::{Config, SignupMode};
 use crate::db::{self, Pool, members::Member};
 use crate::email::EmailAddress;
+use crate::mail::{Mailer, kind as mail_kind};
 use sqlx::AnyConnection;
 
 /// The outcome of a verified sign-in.
@@ -40,6 +41,7 @@ fn new_member(email: &EmailAddress, role: &str, status: &str, now: i64) -> Membe
 pub async fn admit(
     conn: &mut AnyConnection,
     config: &Config,
+    mailer: &Mailer,
     email: &EmailAddress,
 ) -> Result<Admission, sqlx::Error> {
     let now = db::now();
@@ -76,6 +78,8 @@ pub async fn admit(
                     ..Event::default()
                 };
                 audit::record(&mut *conn, Action::MemberRequested, event).await?;
+                // The admins hear of it in their next digest.
+                mailer.queue_digests(&mut *conn).await?;
             }
             member = Some(fresh);
         } else {
@@ -156,6 +160,7 @@ async fn why_not(pool: &Pool, id: &str) -> ChangeError {
 /// `suspended`, ending the member's sessions at once) or reactivate.
 pub async fn change_status(
     pool: &Pool,
+    mailer: &Mailer,
     actor: &str,
     id: &str,
     action: Action,
@@ -174,6 +179,17 @@ pub async fn change_status(
     if to == "suspended" {
         db::sessions::delete_for_member(&mut *tx, id, None).await?;
     }
+    if action == Action::MemberApproved && mailer.enabled() {
+        let member = db::members::find_by_id(&mut *tx, id)
+            .await?
+            .ok_or(ChangeError::NotFound)?;
+        let mail = mailer.approved(&member.email).map_err(|e| {
+            ChangeError::Invalid(format!("the approval mail could not be written: {e}"))
+        })?;
+        mailer
+            .queue(&mut tx, mail_kind::APPROVED, &member.email, &mail)
+            .await?;
+    }
     audit::record(
         &mut *tx,
         action,
@@ -185,6 +201,7 @@ pub async fn change_status(
     )
     .await?;
     tx.commit().await?;
+    mailer.wake();
     Ok(())
 }
 
@@ -257,6 +274,8 @@ pub async fn remove(pool: &Pool, actor: &str, id: &str, action: Action) -> Resul
         tx.rollback().await?;
         return Err(why_not(pool, id).await);
     }
+    // An invitation not yet sent would invite someone who is no longer on the list.
+    db::outbox::drop_queued_to(&mut *tx, &member.email).await?;
     let event = Event {
         actor: Some(actor),
         subject: Some(id),
@@ -273,15 +292,30 @@ pub async fn remove(pool: &Pool, actor: &str, id: &str, action: Action) -> Resul
 pub struct InviteReport {
     /// Newly invited.
     pub invited: Vec<String>,
+    /// Whether their invitations were queued as mail (otherwise the owner sends them).
+    pub mailed: bool,
+    /// With mail off: each newly invited address and the invitation to send it by hand.
+    pub to_send_by_hand: Vec<(String, String)>,
     /// Already on the member list (left as they are).
     pub existing: Vec<String>,
     /// Not addresses: what was typed, and why.
     pub invalid: Vec<(String, String)>,
 }
 
-/// An admin invites addresses (separated by commas, semicolons, spaces or lines).
-pub async fn invite(pool: &Pool, actor: &str, text: &str) -> Result<InviteReport, sqlx::Error> {
-    let mut report = InviteReport::default();
+/// An admin invites addresses (separated by commas, semicolons, spaces or lines). With mail
+/// on, each new invitation is queued as a mail in the same transaction as the invitation;
+/// with mail off, the report holds the text to send by hand.
+pub async fn invite(
+    pool: &Pool,
+    mailer: &Mailer,
+    inviter: &Member,
+    text: &str,
+) -> Result<InviteReport, ChangeError> {
+    let actor = inviter.id.as_str();
+    let mut report = InviteReport {
+        mailed: mailer.enabled(),
+        ..InviteReport::default()
+    };
     let now = db::now();
     let mut tx = db::begin_write(pool).await?;
     for raw in text
@@ -302,6 +336,17 @@ pub async fn invite(pool: &Pool, actor: &str, text: &str) -> Result<InviteReport
                         ..Event::default()
                     };
                     audit::record(&mut *tx, Action::MemberInvited, event).await?;
+                    let mail = mailer.invitation(email.as_str(), inviter).map_err(|e| {
+                        ChangeError::Invalid(format!("the invitation could not be written: {e}"))
+                    })?;
+                    if mailer.enabled() {
+                        mailer
+                            .queue(&mut tx, mail_kind::INVITATION, email.as_str(), &mail)
+                            .await?;
+                    } else {
+                        let by_hand = format!("Subject: {}\n\n{}", mail.subject, mail.text);
+                        report.to_send_by_hand.push((email.to_string(), by_hand));
+                    }
                     report.invited.push(email.to_string());
                 } else {
                     report.existing.push(email.to_string());
@@ -310,6 +355,7 @@ pub async fn invite(pool: &Pool, actor: &str, text: &str) -> Result<InviteReport
         }
     }
     tx.commit().await?;
+    mailer.wake();
     Ok(report)
 }
 
@@ -401,4 +447,30 @@ pub async fn end_other_sessions(
     audit::record(&mut *tx, Action::OtherSessionsRevoked, event).await?;
     tx.commit().await?;
     Ok(ended)
+}
+
+/// An admin asks for a failed mail to be tried again.
+pub async fn retry_mail(pool: &Pool, actor: &str, id: &str) -> Result<(), ChangeError> {
+    let now = db::now();
+    let give_up_at = now + crate::mail::GIVE_UP_AFTER.as_secs() as i64;
+    let mut tx = db::begin_write(pool).await?;
+    if !db::outbox::requeue_failed(&mut *tx, id, now, give_up_at).await? {
+        tx.rollback().await?;
+        return match db::outbox::find(pool, id).await? {
+            None => Err(ChangeError::NotFound),
+            Some(mail) => Err(ChangeError::NotApplicable(mail.status)),
+        };
+    }
+    audit::record(
+        &mut *tx,
+        Action::MailRetried,
+        Event {
+            actor: Some(actor),
+            detail: id,
+            ..Event::default()
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

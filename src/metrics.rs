@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::jobs::Purged;
+use crate::mail::sender::Outcome;
 
 /// Upper bounds of the request latency histogram, in seconds.
 const LATENCY_BOUNDS: [f64; 12] = [
@@ -22,7 +23,8 @@ pub struct Metrics {
     signins_completed: AtomicU64,
     signins_refused: Mutex<BTreeMap<&'static str, u64>>,
     rate_limited: AtomicU64,
-    purged: [AtomicU64; 4],
+    purged: [AtomicU64; 5],
+    mails: [AtomicU64; 4],
     latency_buckets: [AtomicU64; LATENCY_BOUNDS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -64,10 +66,28 @@ impl Metrics {
 
     /// What one purge deleted.
     pub fn purged(&self, p: &Purged) {
-        let counts = [p.login_attempts, p.sessions, p.rate_limits, p.audit_entries];
+        let counts = [
+            p.login_attempts,
+            p.sessions,
+            p.rate_limits,
+            p.audit_entries,
+            p.outbox,
+        ];
         for (total, n) in self.purged.iter().zip(counts) {
             total.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// What one delivery attempt of the outbox did.
+    pub fn mail(&self, outcome: Outcome) {
+        let slot = match outcome {
+            Outcome::Idle => return,
+            Outcome::Sent => 0,
+            Outcome::Retrying => 1,
+            Outcome::Failed => 2,
+            Outcome::Skipped => 3,
+        };
+        self.mails[slot].fetch_add(1, Ordering::Relaxed);
     }
 
     /// One request answered after `elapsed`.
@@ -136,7 +156,13 @@ impl Metrics {
             "Fetches from the broker that failed.",
             &[("", broker.failed)],
         );
-        let tables = ["login_attempts", "sessions", "rate_limits", "audit_entries"];
+        let tables = [
+            "login_attempts",
+            "sessions",
+            "rate_limits",
+            "audit_entries",
+            "outbox",
+        ];
         let purged: Vec<String> = tables.iter().map(|t| format!("table=\"{t}\"")).collect();
         let purged: Vec<(&str, u64)> = purged
             .iter()
@@ -148,6 +174,22 @@ impl Metrics {
             "clubhouse_purged_rows_total",
             "Expired rows deleted by the background purge.",
             &purged,
+        );
+        let outcomes = ["sent", "retrying", "failed", "skipped"];
+        let mails: Vec<String> = outcomes
+            .iter()
+            .map(|o| format!("outcome=\"{o}\""))
+            .collect();
+        let mails: Vec<(&str, u64)> = mails
+            .iter()
+            .zip(&self.mails)
+            .map(|(label, n)| (label.as_str(), get(n)))
+            .collect();
+        counter(
+            &mut out,
+            "clubhouse_mail_attempts_total",
+            "Delivery attempts of queued mail, by outcome.",
+            &mails,
         );
         let name = "clubhouse_http_request_duration_seconds";
         let _ = writeln!(out, "# HELP {name} Time to answer a request.");

@@ -20,6 +20,7 @@ use crate::content::Content;
 use crate::db::{self, Pool};
 use crate::directory::{self, Directory};
 use crate::error::{AppError, render_error_pages};
+use crate::mail::{self, Mailer};
 use crate::metrics::{self, Metrics};
 use crate::portier::{Broker, RelyingParty};
 use crate::security::{self, CsrfKey};
@@ -49,6 +50,7 @@ pub struct Application {
     pool: Pool,
     config: Config,
     metrics: web::Data<Metrics>,
+    mailer: web::Data<Mailer>,
 }
 
 impl Application {
@@ -97,12 +99,22 @@ impl Application {
             name: config.site_name.clone(),
             footer: config.footer_text.clone(),
             content: Some(content),
+            logo: config.site_logo.clone(),
+            contact: config.contact_email.as_ref().map(|e| e.to_string()),
             ..Site::default()
         });
+        let mailer = web::Data::new(Mailer::from_config(&config)?);
+        if !mailer.enabled() {
+            tracing::info!(
+                "mail is off (no SMTP_URL): invitations are shown for you to send, and nobody \
+                 is told of approvals or requests to join"
+            );
+        }
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
         let directory = web::Data::new(Directory::new(directory::TTL));
         let metrics = web::Data::new(Metrics::default());
         let metrics_for_server = metrics.clone();
+        let mailer_for_server = mailer.clone();
         if let Some(problem) = config.binding_problem() {
             tracing::warn!("{problem}");
         }
@@ -154,6 +166,7 @@ impl Application {
                 .app_data(content_data.clone())
                 .app_data(directory.clone())
                 .app_data(metrics_for_server.clone())
+                .app_data(mailer_for_server.clone())
                 .app_data(
                     web::FormConfig::default()
                         .limit(FORM_LIMIT)
@@ -188,6 +201,7 @@ impl Application {
             pool,
             config,
             metrics,
+            mailer,
         })
     }
 
@@ -201,20 +215,35 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until the server is stopped (SIGINT/SIGTERM), with the purge task alongside;
-    /// then stops the task and closes the pool.
+    /// The site's mail (tests look at it).
+    pub fn mailer(&self) -> std::sync::Arc<Mailer> {
+        self.mailer.clone().into_inner()
+    }
+
+    /// Serves until the server is stopped (SIGINT/SIGTERM), with the purge task and the mail
+    /// sender alongside; then stops both and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let purge = tokio::spawn(jobs::run_purge(
             self.pool.clone(),
             self.config.purge_interval,
             self.config.audit_retention,
+            stop_rx.clone(),
+            self.metrics.clone().into_inner(),
+        ));
+        let sender = tokio::spawn(mail::sender::run(
+            self.pool.clone(),
+            self.mailer.clone().into_inner(),
             stop_rx,
             self.metrics.clone().into_inner(),
         ));
         let result = self.server.await;
         let _ = stop_tx.send(true);
         let _ = purge.await;
+        // A mail being handed over finishes within a few seconds; one that does not stays
+        // claimed and is taken up again once its lease ends (by this site after a restart,
+        // or by another instance).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), sender).await;
         self.pool.close().await;
         result
     }

@@ -23,6 +23,12 @@ pub struct Site {
     pub csrf_token: String,
     /// The Markdown pages, for the navigation.
     pub content: Option<Arc<Content>>,
+    /// The header's logo, a file under `/static/` (`SITE_LOGO`).
+    pub logo: Option<String>,
+    /// Who to ask when refused or stuck (`CONTACT_EMAIL`).
+    pub contact: Option<String>,
+    /// For admins: how many requests to join are waiting.
+    pub pending_requests: Option<i64>,
 }
 
 impl Default for Site {
@@ -34,6 +40,9 @@ impl Default for Site {
             is_admin: false,
             csrf_token: String::new(),
             content: None,
+            logo: None,
+            contact: None,
+            pending_requests: None,
         }
     }
 }
@@ -70,12 +79,14 @@ impl Site {
         }
     }
 
-    /// The frame for a signed-in member, with their form token.
-    pub fn for_member(&self, member: &Member, csrf: &Csrf) -> Site {
+    /// The frame for a signed-in member, with their form token; for an admin, with the
+    /// number of requests waiting (`None` for other members).
+    pub fn for_member(&self, member: &Member, pending: Option<i64>, csrf: &Csrf) -> Site {
         Site {
             signed_in: true,
             is_admin: member.role == "admin",
             csrf_token: csrf.token().to_owned(),
+            pending_requests: pending,
             ..self.clone()
         }
     }
@@ -95,6 +106,8 @@ pub struct HomePage {
     pub error: Option<String>,
     /// The site has no admin yet: say how to add one.
     pub needs_admin: bool,
+    /// The owner's own front page text (`content/index.md`), instead of the built-in one.
+    pub front: Option<crate::content::Page>,
 }
 
 /// `GET /members`: the page behind the door, with the directory of active members.
@@ -161,6 +174,8 @@ pub struct MemberRow {
     pub member: Member,
     /// Last sign-in, readable.
     pub last_login: String,
+    /// Listed in `ADMIN_EMAILS`: stays an admin, so cannot be demoted or removed here.
+    pub listed_admin: bool,
 }
 
 /// `GET /admin`: the member list, invitations and actions.
@@ -191,6 +206,52 @@ pub struct AdminMembersPage {
     pub notice: Option<&'static str>,
     /// Lines reporting the last invitation, if any.
     pub report: Vec<String>,
+    /// With mail off: each address just invited and the invitation to send it by hand.
+    pub by_hand: Vec<(String, String)>,
+    /// Whether the site sends mail.
+    pub mail_enabled: bool,
+}
+
+/// `GET /admin/members/{id}/remove`: asks before a member is removed.
+#[derive(Template)]
+#[template(path = "admin_remove.html")]
+pub struct ConfirmRemovePage {
+    /// The frame.
+    pub site: Site,
+    /// Who would be removed.
+    pub member: Member,
+}
+
+/// A mail as the outbox page shows it.
+pub struct OutboxRow {
+    /// The mail.
+    pub mail: crate::db::outbox::Mail,
+    /// When it was queued, readable.
+    pub created: String,
+    /// When it was sent, or when it is tried next, readable.
+    pub when: String,
+}
+
+/// `GET /admin/outbox`: the mail the site sends, with its state.
+#[derive(Template)]
+#[template(path = "admin_outbox.html")]
+pub struct AdminOutboxPage {
+    /// The frame.
+    pub site: Site,
+    /// Whether the site sends mail.
+    pub mail_enabled: bool,
+    /// This page of mails.
+    pub rows: Vec<OutboxRow>,
+    /// Status filter.
+    pub status: String,
+    /// Counts: queued, sent, failed.
+    pub counts: (i64, i64, i64),
+    /// Page number, from 1.
+    pub page: i64,
+    /// Whether there is a next page.
+    pub has_next: bool,
+    /// A fixed message about the last change, if any.
+    pub notice: Option<&'static str>,
 }
 
 /// `GET`/`POST /admin/import`: paste CSV, preview it row by row, then apply.

@@ -76,6 +76,25 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("detail", Kind::Text),
         ],
     ),
+    (
+        "outbox",
+        &[
+            ("id", Kind::Text),
+            ("kind", Kind::Text),
+            ("recipient", Kind::Text),
+            ("subject", Kind::Text),
+            ("body_text", Kind::Text),
+            ("body_html", Kind::Text),
+            ("status", Kind::Text),
+            ("attempts", Kind::Integer),
+            ("created_at", Kind::Integer),
+            ("next_attempt_at", Kind::Integer),
+            ("give_up_at", Kind::Integer),
+            ("claimed_until", Kind::Integer),
+            ("sent_at", Kind::Integer),
+            ("last_response", Kind::Text),
+        ],
+    ),
 ];
 
 /// Why a copy was not made.

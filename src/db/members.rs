@@ -204,6 +204,26 @@ pub async fn active_names<'c>(
     .await
 }
 
+/// How many requests to join are waiting for approval.
+pub async fn count_pending<'c>(db: impl Executor<'c, Database = Any>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE status = 'pending'")
+        .fetch_one(db)
+        .await
+}
+
+/// The addresses waiting for approval, oldest request first, at most `limit`.
+pub async fn pending_emails<'c>(
+    db: impl Executor<'c, Database = Any>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT email FROM members WHERE status = 'pending' ORDER BY created_at, email LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// How many active admins there are.
 pub async fn active_admins<'c>(db: impl Executor<'c, Database = Any>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE role = 'admin' AND status = 'active'")

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod copy;
 pub mod login_attempts;
 pub mod members;
+pub mod outbox;
 pub mod rate_limits;
 pub mod sessions;
 pub mod settings;
@@ -106,6 +107,35 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Writes a consistent copy of a SQLite database to a new file at `path` (`VACUUM INTO`): it
+/// reads in one transaction, so the site may go on writing meanwhile.
+pub async fn backup_sqlite(pool: &Pool, path: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("VACUUM INTO $1")
+        .bind(path)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Checks a SQLite copy of the database, opened read-only: SQLite's integrity check passes,
+/// and the member table can be read. Returns the number of members.
+pub async fn check_sqlite_copy(path: &str) -> Result<i64, sqlx::Error> {
+    use sqlx::Connection;
+    install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{path}?mode=ro")).await?;
+    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await?;
+    if verdict != "ok" {
+        return Err(sqlx::Error::Protocol(format!("integrity check: {verdict}")));
+    }
+    let members = sqlx::query_scalar("SELECT COUNT(*) FROM members")
+        .fetch_one(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    members
 }
 
 /// Whether the database answers, within two seconds.

@@ -60,7 +60,7 @@ async fn render(
     html(
         status,
         &AccountPage {
-            site: site.for_member(&me.member, csrf),
+            site: me.frame(site, csrf),
             member: me.member.clone(),
             sessions,
             notice,
@@ -238,7 +238,7 @@ pub async fn delete_page(
     html(
         StatusCode::OK,
         &DeleteAccountPage {
-            site: site.for_member(&me.member, &csrf),
+            site: me.frame(&site, &csrf),
             member: me.member,
         },
     )

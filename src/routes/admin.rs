@@ -10,14 +10,17 @@ use serde::Deserialize;
 
 use super::{Admin, html, see_other, when};
 use crate::audit::Action;
-use crate::db::{self, Pool, members::ListFilter};
+use crate::config::Config;
+use crate::db::{self, Pool, members::ListFilter, members::Member};
 use crate::directory::Directory;
 use crate::error::AppError;
+use crate::mail::Mailer;
 use crate::member_csv::{self, ApplyError};
 use crate::members::{self, ChangeError};
 use crate::security::Csrf;
 use crate::templates::{
-    AdminAuditPage, AdminImportPage, AdminMembersPage, AuditRow, MemberRow, Site,
+    AdminAuditPage, AdminImportPage, AdminMembersPage, AdminOutboxPage, AuditRow,
+    ConfirmRemovePage, MemberRow, OutboxRow, Site,
 };
 
 /// Members per page of the list.
@@ -38,9 +41,15 @@ pub struct ListQuery {
     notice: Option<String>,
 }
 
-fn notice_text(key: Option<&str>) -> Option<&'static str> {
+fn notice_text(key: Option<&str>, mail_enabled: bool) -> Option<&'static str> {
     match key? {
-        "approve" => Some("The member was approved."),
+        "approve" if mail_enabled => {
+            Some("The member was approved; a mail tells them they can sign in now.")
+        }
+        "approve" => Some(
+            "The member was approved. No mail was sent (this site has no SMTP_URL): let them \
+             know yourself that they can sign in now.",
+        ),
         "reject" => Some("The request was rejected."),
         "suspend" => Some("The member was suspended and signed out everywhere."),
         "reactivate" => Some("The member was reactivated."),
@@ -62,13 +71,23 @@ fn query_string(pairs: &[(&str, &str)]) -> String {
     if s.is_empty() { s } else { s + "&" }
 }
 
+/// What the member list page shows besides the list: the outcome of an invitation.
+#[derive(Default)]
+struct Report {
+    lines: Vec<String>,
+    by_hand: Vec<(String, String)>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn render_list(
     admin: &Admin,
     site: &Site,
     csrf: &Csrf,
     pool: &Pool,
+    config: &Config,
+    mailer: &Mailer,
     query: &ListQuery,
-    report: Vec<String>,
+    report: Report,
 ) -> Result<HttpResponse, AppError> {
     let filter = ListFilter {
         search: query.q.trim().to_owned(),
@@ -86,13 +105,14 @@ async fn render_list(
         .into_iter()
         .map(|member| MemberRow {
             last_login: when(member.last_login_at),
+            listed_admin: listed_admin(config, &member.email),
             member,
         })
         .collect();
     html(
         StatusCode::OK,
         &AdminMembersPage {
-            site: site.for_member(&admin.0.member, csrf),
+            site: admin.0.frame(site, csrf),
             me: admin.0.member.id.clone(),
             rows,
             filter_query: query_string(&[
@@ -106,10 +126,30 @@ async fn render_list(
             page,
             pages,
             total,
-            notice: notice_text(query.notice.as_deref()),
-            report,
+            notice: notice_text(query.notice.as_deref(), mailer.enabled()),
+            report: report.lines,
+            by_hand: report.by_hand,
+            mail_enabled: mailer.enabled(),
         },
     )
+}
+
+/// Whether `member` is the only active admin (then the change is refused for that reason,
+/// whatever else is true).
+async fn last_active_admin(pool: &Pool, member: &Member) -> Result<bool, AppError> {
+    if member.role != "admin" || member.status != "active" {
+        return Ok(false);
+    }
+    let admins = db::members::active_admins(pool)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(admins <= 1)
+}
+
+/// Whether `email` is listed in `ADMIN_EMAILS` (such members are admins whatever this page
+/// does, so it does not offer to demote or remove them).
+fn listed_admin(config: &Config, email: &str) -> bool {
+    config.admin_emails.iter().any(|e| e.as_str() == email)
 }
 
 /// `GET /admin`: the member list with search, filters and pages.
@@ -119,8 +159,20 @@ pub async fn members(
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    config: web::Data<Config>,
+    mailer: web::Data<Mailer>,
 ) -> Result<HttpResponse, AppError> {
-    render_list(&admin, &site, &csrf, &pool, &query, vec![]).await
+    render_list(
+        &admin,
+        &site,
+        &csrf,
+        &pool,
+        &config,
+        &mailer,
+        &query,
+        Report::default(),
+    )
+    .await
 }
 
 /// Form of `POST /admin/invite`.
@@ -130,21 +182,34 @@ pub struct InviteForm {
     csrf_token: Option<String>,
 }
 
-/// `POST /admin/invite`: invites one or many addresses, and reports on each.
+/// `POST /admin/invite`: invites one or many addresses, and reports on each. With mail on,
+/// each invitation is queued as a mail; without, the page shows the text to send by hand.
+#[allow(clippy::too_many_arguments)]
 pub async fn invite(
     admin: Admin,
     form: web::Form<InviteForm>,
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    config: web::Data<Config>,
+    mailer: web::Data<Mailer>,
+    directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
-    let report = members::invite(&pool, &admin.0.member.id, &form.addresses)
+    let report = members::invite(&pool, &mailer, &admin.0.member, &form.addresses)
         .await
         .map_err(AppError::internal)?;
+    directory.changed();
     let mut lines = Vec::new();
     if !report.invited.is_empty() {
         lines.push(format!("Invited: {}.", report.invited.join(", ")));
+        lines.push(if report.mailed {
+            "Each of them gets an invitation by mail (see the outbox).".to_owned()
+        } else {
+            "No mail was sent: this site has no SMTP_URL. Send each of them the invitation \
+             below yourself."
+                .to_owned()
+        });
     }
     if !report.existing.is_empty() {
         lines.push(format!(
@@ -155,32 +220,90 @@ pub async fn invite(
     for (typed, why) in &report.invalid {
         lines.push(format!("Not invited, {typed:?}: {why}"));
     }
-    render_list(&admin, &site, &csrf, &pool, &ListQuery::default(), lines).await
+    let report = Report {
+        lines,
+        by_hand: report.to_send_by_hand,
+    };
+    render_list(
+        &admin,
+        &site,
+        &csrf,
+        &pool,
+        &config,
+        &mailer,
+        &ListQuery::default(),
+        report,
+    )
+    .await
 }
 
 /// Form of the per-member action buttons.
 #[derive(Deserialize)]
 pub struct ActionForm {
     csrf_token: Option<String>,
+    /// Set by the confirmation page's button (removal asks first).
+    confirmed: Option<String>,
+}
+
+/// `GET /admin/members/{id}/remove`: the page that asks before a member is removed.
+pub async fn confirm_remove(
+    admin: Admin,
+    id: web::Path<String>,
+    site: web::Data<Site>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+) -> Result<HttpResponse, AppError> {
+    let member = db::members::find_by_id(pool.get_ref(), &id)
+        .await
+        .map_err(AppError::internal)?
+        .ok_or(AppError::NotFound)?;
+    html(
+        StatusCode::OK,
+        &ConfirmRemovePage {
+            site: admin.0.frame(&site, &csrf),
+            member,
+        },
+    )
 }
 
 /// `POST /admin/members/{id}/{action}`: approve, reject, suspend, reactivate, make-admin,
-/// make-member or remove.
+/// make-member or remove (the last only from its confirmation page).
+#[allow(clippy::too_many_arguments)]
 pub async fn act(
     admin: Admin,
     path: web::Path<(String, String)>,
     form: web::Form<ActionForm>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    config: web::Data<Config>,
+    mailer: web::Data<Mailer>,
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let (id, action) = path.into_inner();
     let actor = admin.0.member.id.as_str();
+    if action == "remove" && form.confirmed.as_deref() != Some("yes") {
+        return Ok(see_other(&format!("/admin/members/{id}/remove")));
+    }
+    if matches!(action.as_str(), "make-member" | "remove")
+        && let Some(member) = db::members::find_by_id(pool.get_ref(), &id)
+            .await
+            .map_err(AppError::internal)?
+        && listed_admin(&config, &member.email)
+        && !last_active_admin(pool.get_ref(), &member).await?
+    {
+        return Err(AppError::Conflict(format!(
+            "{} is listed in ADMIN_EMAILS, so they would be an admin again at their next \
+             sign-in. Take the address out of ADMIN_EMAILS and restart the site first (or \
+             suspend them, which takes effect at once). Nothing was changed.",
+            member.email
+        )));
+    }
+    let status = |a| members::change_status(&pool, &mailer, actor, &id, a);
     let result = match action.as_str() {
-        "approve" => members::change_status(&pool, actor, &id, Action::MemberApproved).await,
-        "suspend" => members::change_status(&pool, actor, &id, Action::MemberSuspended).await,
-        "reactivate" => members::change_status(&pool, actor, &id, Action::MemberReactivated).await,
+        "approve" => status(Action::MemberApproved).await,
+        "suspend" => status(Action::MemberSuspended).await,
+        "reactivate" => status(Action::MemberReactivated).await,
         "reject" => members::reject(&pool, actor, &id).await,
         "make-admin" => members::change_role(&pool, actor, &id, "admin").await,
         "make-member" => members::change_role(&pool, actor, &id, "member").await,
@@ -235,7 +358,7 @@ pub async fn import_page(
     html(
         StatusCode::OK,
         &AdminImportPage {
-            site: site.for_member(&admin.0.member, &csrf),
+            site: admin.0.frame(&site, &csrf),
             text: String::new(),
             rows: vec![],
             file_error: None,
@@ -292,7 +415,7 @@ pub async fn import(
     html(
         status,
         &AdminImportPage {
-            site: site.for_member(&admin.0.member, &csrf),
+            site: admin.0.frame(&site, &csrf),
             text: if done {
                 String::new()
             } else {
@@ -362,7 +485,7 @@ pub async fn audit(
     html(
         StatusCode::OK,
         &AdminAuditPage {
-            site: site.for_member(&admin.0.member, &csrf),
+            site: admin.0.frame(&site, &csrf),
             rows,
             action: query.action.clone(),
             actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
@@ -370,4 +493,101 @@ pub async fn audit(
             has_next,
         },
     )
+}
+
+/// Query of `GET /admin/outbox`.
+#[derive(Deserialize)]
+pub struct OutboxQuery {
+    #[serde(default)]
+    status: String,
+    page: Option<i64>,
+    notice: Option<String>,
+}
+
+/// `GET /admin/outbox`: every mail the site sends, newest first, with its state and the mail
+/// server's last answer.
+pub async fn outbox(
+    admin: Admin,
+    query: web::Query<OutboxQuery>,
+    site: web::Data<Site>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+    mailer: web::Data<Mailer>,
+) -> Result<HttpResponse, AppError> {
+    let status = match query.status.as_str() {
+        s @ ("" | "queued" | "sent" | "failed" | "skipped") => s.to_owned(),
+        _ => return Err(AppError::BadRequest("There is no such mail status.".into())),
+    };
+    let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
+    let mails = db::outbox::list(
+        pool.get_ref(),
+        &status,
+        PAGE_SIZE + 1,
+        (page - 1) * PAGE_SIZE,
+    )
+    .await
+    .map_err(AppError::internal)?;
+    let has_next = mails.len() as i64 > PAGE_SIZE;
+    let counts = db::outbox::counts(pool.get_ref())
+        .await
+        .map_err(AppError::internal)?;
+    let rows = mails
+        .into_iter()
+        .take(PAGE_SIZE as usize)
+        .map(|mail| OutboxRow {
+            created: when(Some(mail.created_at)),
+            when: match mail.status.as_str() {
+                "queued" => format!("next try {}", when(Some(mail.next_attempt_at))),
+                "sent" => format!("sent {}", when(mail.sent_at)),
+                _ => String::new(),
+            },
+            mail,
+        })
+        .collect();
+    let notice = match query.notice.as_deref() {
+        Some("retry") => Some("The mail is queued again and will be sent in a moment."),
+        _ => None,
+    };
+    html(
+        StatusCode::OK,
+        &AdminOutboxPage {
+            site: admin.0.frame(&site, &csrf),
+            mail_enabled: mailer.enabled(),
+            rows,
+            status,
+            counts,
+            page,
+            has_next,
+            notice,
+        },
+    )
+}
+
+/// `POST /admin/outbox/{id}/retry`: tries a failed mail again, with a new three-day window.
+pub async fn retry_mail(
+    admin: Admin,
+    id: web::Path<String>,
+    form: web::Form<ActionForm>,
+    csrf: Csrf,
+    pool: web::Data<Pool>,
+    mailer: web::Data<Mailer>,
+) -> Result<HttpResponse, AppError> {
+    csrf.check(form.csrf_token.as_deref())?;
+    if !mailer.enabled() {
+        return Err(AppError::Conflict(
+            "This site sends no mail (SMTP_URL is not set), so nothing can be retried.".into(),
+        ));
+    }
+    match members::retry_mail(&pool, &admin.0.member.id, &id).await {
+        Ok(()) => {
+            mailer.wake();
+            Ok(see_other("/admin/outbox?notice=retry"))
+        }
+        Err(ChangeError::NotFound) => Err(AppError::NotFound),
+        Err(e @ ChangeError::NotApplicable(_)) => Err(AppError::Conflict(format!(
+            "{}. Only a failed mail can be retried.",
+            capitalize(&e.to_string())
+        ))),
+        Err(e) => Err(AppError::internal(e)),
+    }
 }

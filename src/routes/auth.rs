@@ -8,11 +8,13 @@ use sqlx::{Any, Executor};
 use super::{html, see_other};
 use crate::audit::{self, Action, Event};
 use crate::config::Config;
+use crate::content::Content;
 use crate::db::{self, Pool};
 use crate::directory::Directory;
 use crate::email::EmailAddress;
 use crate::error::AppError;
 use crate::error::Refusal;
+use crate::mail::Mailer;
 use crate::members::{self, Admission, ChangeError};
 use crate::metrics::Metrics;
 use crate::portier::{Purpose, Rejection, RelyingParty, StartError, VerifyError};
@@ -35,6 +37,7 @@ pub async fn home(
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
+    content: web::Data<Content>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_path::next_or_default(query.next.as_deref());
     if session.member_id().is_some() {
@@ -56,6 +59,7 @@ pub async fn home(
             },
             error: None,
             needs_admin,
+            front: content.front_page(),
         },
     )
 }
@@ -92,6 +96,7 @@ pub async fn login(
     site: web::Data<Site>,
     pool: web::Data<Pool>,
     config: web::Data<Config>,
+    content: web::Data<Content>,
 ) -> Result<HttpResponse, AppError> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let result: Result<HttpResponse, AppError> = async {
@@ -119,6 +124,7 @@ pub async fn login(
                         next: next.to_owned(),
                         error: Some(problem.to_string()),
                         needs_admin: false,
+                        front: content.front_page(),
                     },
                 );
             }
@@ -194,6 +200,7 @@ pub async fn verify(
     config: web::Data<Config>,
     session: MemberSession,
     directory: web::Data<Directory>,
+    mailer: web::Data<Mailer>,
 ) -> Result<HttpResponse, AppError> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let result: Result<HttpResponse, AppError> = async {
@@ -238,7 +245,7 @@ pub async fn verify(
         };
         let (member_id, next) = match &verified.purpose {
             Purpose::SignIn => {
-                let admission = members::admit(&mut tx, &config, &verified.email)
+                let admission = members::admit(&mut tx, &config, &mailer, &verified.email)
                     .await
                     .map_err(AppError::internal)?;
                 tx.commit().await.map_err(AppError::internal)?;

@@ -34,7 +34,7 @@ pub async fn members_page(
     html(
         StatusCode::OK,
         &MembersPage {
-            site: site.for_member(&me.member, &csrf),
+            site: me.frame(&site, &csrf),
             member: me.member,
             directory: names.names,
             page,

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod assets;
 pub mod auth;
 pub mod health;
 pub mod members;
@@ -17,7 +18,9 @@ use askama::Template;
 
 use crate::db::members::Member;
 use crate::error::AppError;
+use crate::security::Csrf;
 use crate::sessions::MemberSession;
+use crate::templates::Site;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -40,7 +43,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin", web::get().to(admin::members))
         .route("/admin/invite", web::post().to(admin::invite))
         .route("/admin/members.csv", web::get().to(admin::export))
+        .route(
+            "/admin/members/{id}/remove",
+            web::get().to(admin::confirm_remove),
+        )
         .route("/admin/members/{id}/{action}", web::post().to(admin::act))
+        .route("/admin/outbox", web::get().to(admin::outbox))
+        .route(
+            "/admin/outbox/{id}/retry",
+            web::post().to(admin::retry_mail),
+        )
         .route("/admin/audit", web::get().to(admin::audit))
         .route("/admin/import", web::get().to(admin::import_page))
         .service(
@@ -57,14 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .route("/static/style.css", web::get().to(static_css));
-}
-
-async fn static_css() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../../static/style.css"))
+        .route("/static/{path:.*}", web::get().to(assets::file))
+        .route("/favicon.ico", web::get().to(assets::favicon));
 }
 
 /// A page with a status.
@@ -95,6 +101,15 @@ pub struct SignedIn {
     pub member: Member,
     /// Their session.
     pub session: MemberSession,
+    /// For an admin, how many requests to join are waiting (shown in the header).
+    pub pending_requests: Option<i64>,
+}
+
+impl SignedIn {
+    /// The page frame for this member.
+    pub fn frame(&self, site: &Site, csrf: &Csrf) -> Site {
+        site.for_member(&self.member, self.pending_requests, csrf)
+    }
 }
 
 impl FromRequest for SignedIn {
@@ -103,6 +118,7 @@ impl FromRequest for SignedIn {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let session = MemberSession::from_request(req, payload).into_inner();
+        let pool = req.app_data::<web::Data<crate::db::Pool>>().cloned();
         let wanted = req
             .uri()
             .path_and_query()
@@ -122,7 +138,20 @@ impl FromRequest for SignedIn {
             // Loaded with the session, in the same statement.
             match session.member() {
                 Some(member) if member.id == member_id && member.status == "active" => {
-                    Ok(SignedIn { member, session })
+                    // Admins only: one count, so the header can say what is waiting.
+                    let pending_requests = match (&pool, member.role == "admin") {
+                        (Some(pool), true) => Some(
+                            crate::db::members::count_pending(pool.get_ref())
+                                .await
+                                .map_err(AppError::internal)?,
+                        ),
+                        _ => None,
+                    };
+                    Ok(SignedIn {
+                        member,
+                        session,
+                        pending_requests,
+                    })
                 }
                 // Removed or no longer active: the session ends here.
                 _ => {

@@ -52,7 +52,7 @@ pub async fn page(
         Lookup::Found(page) if may_read(level, page.access) => html(
             StatusCode::OK,
             &ContentPage {
-                site: site.for_member(&me.member, &csrf),
+                site: me.frame(&site, &csrf),
                 page,
             },
         ),

@@ -80,6 +80,14 @@ impl TestDb {
         }
     }
 
+    /// A handle on the database at `url`, which it never removes.
+    pub fn sqlite_at(url: &str) -> TestDb {
+        TestDb {
+            url: url.to_owned(),
+            cleanup: Cleanup::None,
+        }
+    }
+
     /// Another handle on the same database, which leaves removing it to this one.
     pub fn shared(&self) -> TestDb {
         TestDb {

@@ -14,35 +14,62 @@ use crate::broker::{BROKER_KEY, Signature, TestBroker, sign};
 use crate::helpers::{AuthRequest, Browser, TestDb, free_port};
 
 /// The server binary, running on its own database and trusting a test broker.
-struct Server {
+pub struct Server {
     child: Child,
-    address: String,
-    public_url: String,
+    /// Where it listens.
+    pub address: String,
+    /// Its `PUBLIC_URL`.
+    pub public_url: String,
     log: PathBuf,
-    broker: TestBroker,
+    /// The broker it trusts.
+    pub broker: TestBroker,
     _db: TestDb,
 }
 
 impl Server {
-    async fn start(settings: &[(&str, &str)]) -> Server {
+    /// The binary on a new database, with a new broker.
+    pub async fn start(settings: &[(&str, &str)]) -> Server {
         let db = TestDb::new().await;
         let broker = TestBroker::start("127.0.0.1");
-        let port = free_port();
-        let public_url = format!("http://localhost:{port}");
-        let log = std::env::temp_dir().join(format!(
-            "clubhouse-test-{}.log",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let child = Command::new(env!("CARGO_BIN_EXE_clubhouse"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PUBLIC_URL", &public_url)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        Self::start_on(db, broker, free_port(), settings).await
+    }
+
+    /// The binary on `db`, trusting `broker`, listening on `port`; `settings` come last.
+    pub async fn start_on(
+        db: TestDb,
+        broker: TestBroker,
+        port: u16,
+        settings: &[(&str, &str)],
+    ) -> Server {
+        let mut command = Self::command(port);
+        command
             .env("DATABASE_URL", &db.url)
             .env("BROKER_URL", &broker.origin)
             .env("SIGNUP_MODE", "open")
             .env("RATE_LIMIT_LOGIN_PER_IP", "100000/1m")
-            .envs(settings.iter().copied())
+            .envs(settings.iter().copied());
+        Self::spawn(command, port, db, broker).await
+    }
+
+    /// The binary with a clean environment that holds only `PATH`, `LISTEN_ADDR` and
+    /// `PUBLIC_URL` for `port`.
+    pub fn command(port: u16) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clubhouse"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PUBLIC_URL", format!("http://localhost:{port}"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"));
+        command
+    }
+
+    /// Runs `command` (made by [`Server::command`] for `port`) and waits until it serves.
+    pub async fn spawn(mut command: Command, port: u16, db: TestDb, broker: TestBroker) -> Server {
+        let log = std::env::temp_dir().join(format!(
+            "clubhouse-test-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -50,7 +77,7 @@ impl Server {
         let server = Server {
             child,
             address: format!("http://127.0.0.1:{port}"),
-            public_url,
+            public_url: format!("http://localhost:{port}"),
             log,
             broker,
             _db: db,
@@ -75,11 +102,19 @@ impl Server {
         }
     }
 
-    fn browser(&self) -> Browser {
+    /// Kills the process at once (SIGKILL), as a crash or a power cut would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new browser for this server.
+    pub fn browser(&self) -> Browser {
         Browser::new(&self.address, &self.public_url)
     }
 
-    async fn sign_in(&self, browser: &Browser, email: &str) {
+    /// Signs `email` in through the whole flow.
+    pub async fn sign_in(&self, browser: &Browser, email: &str) {
         let page = browser.submit("/login", &[("email", email)]).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         let auth = AuthRequest::from_location(&page.location());
@@ -95,7 +130,8 @@ impl Server {
             .assert_redirect_to("/members");
     }
 
-    fn terminate(&self) {
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -104,7 +140,7 @@ impl Server {
     }
 
     /// Waits (at most `limit`) for the process to exit; its exit status.
-    async fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub async fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -118,7 +154,8 @@ impl Server {
         }
     }
 
-    fn log_text(&self) -> String {
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
