@@ -541,3 +541,53 @@ async fn an_invitation_reaches_a_real_mailbox_through_a_real_mta() {
     assert!(parsed.body_html(0).unwrap().contains(&app.public_url));
     let _ = std::fs::remove_file(path);
 }
+
+#[actix_web::test]
+async fn a_mail_still_refused_after_its_three_days_fails_for_good() {
+    let sink = SmtpSink::start().await;
+    sink.set_mode(Mode::TempFail);
+    let (app, admin) = site_with_mail(&sink, &[]).await;
+    admin
+        .submit("/admin/invite", &[("addresses", "far-away@example.org")])
+        .await;
+    wait_count(
+        &app,
+        "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND last_response IS NOT NULL",
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
+    let (created, give_up): (i64, i64) =
+        sqlx::query_as("SELECT created_at, give_up_at FROM outbox")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(give_up - created, 3 * 86_400, "three days to deliver it");
+    // Three days pass (the clock moved on, as far as this mail is concerned).
+    sqlx::query("UPDATE outbox SET give_up_at = $1, next_attempt_at = $1, created_at = $2")
+        .bind(clubhouse::db::now() - 1)
+        .bind(clubhouse::db::now() - 3 * 86_400)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    wait_count(
+        &app,
+        "SELECT COUNT(*) FROM outbox WHERE status = 'failed'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let answer: String = sqlx::query_scalar("SELECT last_response FROM outbox")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("gave up after 2 attempts"), "{answer}");
+    assert!(answer.contains("451"), "{answer}");
+    let outbox = admin.get("/admin/outbox?status=failed").await;
+    assert!(
+        outbox.body.contains("far-away@example.org"),
+        "{}",
+        outbox.body
+    );
+    assert!(sink.messages().is_empty());
+}
