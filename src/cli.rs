@@ -202,7 +202,8 @@ async fn copy_to(source: &Pool, target_url: &str, out: &mut impl Write) -> anyho
 }
 
 async fn add_admin(pool: &Pool, raw: &str, out: &mut impl Write) -> anyhow::Result<()> {
-    let email = EmailAddress::parse(raw).map_err(|e| anyhow::anyhow!("{raw:?}: {e}"))?;
+    let email =
+        EmailAddress::parse(raw).map_err(|e| anyhow::anyhow!("{raw} cannot be used: {e}"))?;
     let mut tx = db::begin_write(pool).await?;
     let member = Member {
         id: uuid::Uuid::new_v4().to_string(),

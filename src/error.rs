@@ -11,11 +11,12 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{FromRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use rand::RngCore;
 
 use crate::portier::Rejection;
+use crate::security::Csrf;
 use crate::templates::{ErrorPage, Site};
 
 /// Everything a request can fail with.
@@ -57,6 +58,16 @@ pub enum AppError {
     /// 400: the broker's answer did not sign the visitor in (bad, replayed or expired token).
     #[error("sign-in refused: {0}")]
     SignInRefused(Rejection),
+    /// 400: the broker vouched for `email`, but the sign-in was started in another browser
+    /// (`reason` says how that showed). Nothing is signed in; the page offers to start a new
+    /// sign-in for that address from this browser.
+    #[error("sign-in started in another browser: {reason:?}")]
+    StartedElsewhere {
+        /// The binding refusal.
+        reason: Rejection,
+        /// The address the broker vouched for.
+        email: String,
+    },
     /// 400: the broker reported an error instead of a token; the text is the broker's.
     #[error("the broker reported an error: {0}")]
     BrokerReported(String),
@@ -111,6 +122,9 @@ pub struct ErrorDetails {
     pub reference: Option<String>,
     /// Whether to offer "start again" (sign-in problems).
     pub offer_sign_in: bool,
+    /// An address to offer a new sign-in for, from this browser (a sign-in finished in
+    /// another browser than the one that started it).
+    pub sign_in_here: Option<String>,
 }
 
 fn reference() -> String {
@@ -122,9 +136,10 @@ fn reference() -> String {
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AppError::BadRequest(_) | AppError::SignInRefused(_) | AppError::BrokerReported(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            AppError::BadRequest(_)
+            | AppError::SignInRefused(_)
+            | AppError::StartedElsewhere { .. }
+            | AppError::BrokerReported(_) => StatusCode::BAD_REQUEST,
             AppError::SignInRequired { .. } => StatusCode::SEE_OTHER,
             AppError::NotAdmitted(_) | AppError::AdminsOnly => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -175,6 +190,7 @@ impl ResponseError for AppError {
                     message: message.into(),
                     reference: None,
                     offer_sign_in: false,
+                    sign_in_here: None,
                 }
             }
             AppError::AdminsOnly => ErrorDetails {
@@ -184,18 +200,21 @@ impl ResponseError for AppError {
                     .into(),
                 reference: None,
                 offer_sign_in: false,
+                sign_in_here: None,
             },
             AppError::Conflict(why) => ErrorDetails {
                 title: "That change was not made".into(),
                 message: why.clone(),
                 reference: None,
                 offer_sign_in: false,
+                sign_in_here: None,
             },
             AppError::BadRequest(why) => ErrorDetails {
                 title: "That request could not be used".into(),
                 message: why.clone(),
                 reference: None,
                 offer_sign_in: false,
+                sign_in_here: None,
             },
             AppError::CsrfRejected(reason) => {
                 tracing::info!(reason, "form refused by the CSRF check");
@@ -206,15 +225,12 @@ impl ResponseError for AppError {
                         .into(),
                     reference: None,
                     offer_sign_in: false,
+                    sign_in_here: None,
                 }
             }
             AppError::RateLimited { retry_after } => {
                 tracing::info!(retry_after, "sign-in rate limited");
-                let wait = if *retry_after <= 90 {
-                    format!("{retry_after} seconds")
-                } else {
-                    format!("{} minutes", retry_after.div_ceil(60))
-                };
+                let wait = wait_text(*retry_after);
                 let details = ErrorDetails {
                     title: "Too many sign-in attempts".into(),
                     message: format!(
@@ -223,6 +239,7 @@ impl ResponseError for AppError {
                     ),
                     reference: None,
                     offer_sign_in: true,
+                    sign_in_here: None,
                 };
                 let mut response = HttpResponse::TooManyRequests()
                     .insert_header((header::RETRY_AFTER, retry_after.to_string()))
@@ -238,6 +255,7 @@ impl ResponseError for AppError {
                     .into(),
                 reference: None,
                 offer_sign_in: false,
+                sign_in_here: None,
             },
             AppError::SignInRefused(reason) => {
                 tracing::info!(reason = ?reason, "sign-in refused");
@@ -246,6 +264,17 @@ impl ResponseError for AppError {
                     message: refusal_message(reason).into(),
                     reference: None,
                     offer_sign_in: true,
+                    sign_in_here: None,
+                }
+            }
+            AppError::StartedElsewhere { reason, email } => {
+                tracing::info!(reason = ?reason, "sign-in finished in another browser");
+                ErrorDetails {
+                    title: "This sign-in was started on another device".into(),
+                    message: refusal_message(reason).into(),
+                    reference: None,
+                    offer_sign_in: true,
+                    sign_in_here: Some(email.clone()),
                 }
             }
             AppError::BrokerReported(description) => {
@@ -255,6 +284,7 @@ impl ResponseError for AppError {
                     message: format!("The sign-in service said: {description}"),
                     reference: None,
                     offer_sign_in: true,
+                    sign_in_here: None,
                 }
             }
             AppError::BrokerUnavailable(e) => {
@@ -267,6 +297,7 @@ impl ResponseError for AppError {
                         .into(),
                     reference: Some(reference),
                     offer_sign_in: true,
+                    sign_in_here: None,
                 }
             }
             AppError::DatabaseUnavailable(e) => {
@@ -284,12 +315,22 @@ impl ResponseError for AppError {
                         .into(),
                     reference: Some(reference),
                     offer_sign_in: false,
+                    sign_in_here: None,
                 }
             }
         };
         let mut response = HttpResponse::new(self.status_code());
         response.extensions_mut().insert(details);
         response
+    }
+}
+
+/// How long to wait, as the rate-limit page says it: "a second", "40 seconds", "3 minutes".
+fn wait_text(seconds: u64) -> String {
+    match seconds {
+        0 | 1 => "a second".to_owned(),
+        2..=90 => format!("{seconds} seconds"),
+        _ => format!("{} minutes", seconds.div_ceil(60)),
     }
 }
 
@@ -302,6 +343,7 @@ fn database_unavailable(reference: Option<String>) -> ErrorDetails {
             .into(),
         reference,
         offer_sign_in: false,
+        sign_in_here: None,
     }
 }
 
@@ -316,9 +358,10 @@ fn refusal_message(reason: &Rejection) -> &'static str {
             "This sign-in took too long and has expired. Please start again."
         }
         Rejection::BindingMissing | Rejection::BindingMismatch => {
-            "This sign-in was started in another browser, or this browser did not keep our \
-             sign-in cookie. For your safety it can only be finished where it was started: \
-             enter the code from the email in the tab where you asked for it, or start again here."
+            "The link in the email was opened here, but this sign-in was started in another \
+             browser or on another device (or this browser did not keep our sign-in cookie). \
+             For your safety a sign-in can only be finished in the browser that started it, \
+             and this link is now used up."
         }
         Rejection::EmailMismatch => {
             "The address that was confirmed is not the one this sign-in was started with. \
@@ -356,6 +399,7 @@ fn default_details(status: StatusCode) -> ErrorDetails {
         message: message.into(),
         reference: None,
         offer_sign_in: false,
+        sign_in_here: None,
     }
 }
 
@@ -384,17 +428,24 @@ pub fn render_error_pages<B: MessageBody + 'static>(
         .get::<ErrorDetails>()
         .cloned()
         .unwrap_or_else(|| default_details(status));
-    let site = res
+    let mut site = res
         .request()
         .app_data::<web::Data<Site>>()
         .map(|s| s.get_ref().clone())
         .unwrap_or_default();
+    if details.sign_in_here.is_some() {
+        // The page has a form: it needs this browser's CSRF token.
+        if let Ok(csrf) = Csrf::extract(res.request()).into_inner() {
+            site.csrf_token = csrf.token().to_owned();
+        }
+    }
     let page = ErrorPage {
         site,
         title: details.title,
         message: details.message,
         reference: details.reference,
         offer_sign_in: details.offer_sign_in,
+        sign_in_here: details.sign_in_here,
     };
     let body = page.render().unwrap_or_else(|e| {
         tracing::error!(error = %e, "error page could not be rendered");
@@ -409,4 +460,18 @@ pub fn render_error_pages<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, response).map_into_right_body::<B>(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait_text;
+
+    #[test]
+    fn waits_read_as_english() {
+        assert_eq!(wait_text(1), "a second");
+        assert_eq!(wait_text(2), "2 seconds");
+        assert_eq!(wait_text(90), "90 seconds");
+        assert_eq!(wait_text(91), "2 minutes");
+        assert_eq!(wait_text(900), "15 minutes");
+    }
 }

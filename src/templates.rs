@@ -296,6 +296,10 @@ pub struct AdminAuditPage {
     pub rows: Vec<AuditRow>,
     /// Action filter.
     pub action: String,
+    /// Member filter (an id), kept across pages.
+    pub member: String,
+    /// Query string for links to other pages (without `page`), URL-encoded.
+    pub filter_query: String,
     /// Every action name, for the filter.
     pub actions: Vec<&'static str>,
     /// Page number, from 1.
@@ -318,6 +322,8 @@ pub struct ErrorPage {
     pub reference: Option<String>,
     /// Whether to link to the sign-in form.
     pub offer_sign_in: bool,
+    /// An address to offer a new sign-in for, from this browser.
+    pub sign_in_here: Option<String>,
 }
 
 /// `GET /pages/…`: a Markdown page.

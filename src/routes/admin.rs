@@ -218,7 +218,7 @@ pub async fn invite(
         ));
     }
     for (typed, why) in &report.invalid {
-        lines.push(format!("Not invited, {typed:?}: {why}"));
+        lines.push(format!("{typed} was not invited: {why}"));
     }
     let report = Report {
         lines,
@@ -488,6 +488,8 @@ pub async fn audit(
             site: admin.0.frame(&site, &csrf),
             rows,
             action: query.action.clone(),
+            member: query.member.clone(),
+            filter_query: query_string(&[("action", &query.action), ("member", &query.member)]),
             actions: Action::ALL.iter().map(|a| a.as_str()).collect(),
             page,
             has_next,

@@ -231,6 +231,10 @@ pub async fn verify(
         let ip = security::client_ip(&req, &config.trusted_proxies)
             .map(|ip| ip.to_string())
             .unwrap_or_default();
+        // The address the broker vouched for (the token's signature and claims are good).
+        let vouched = EmailAddress::parse(&checked.email)
+            .map(|e| e.to_string())
+            .unwrap_or_else(|_| checked.email.clone());
         // The nonce is consumed and the member admitted in one write transaction: one commit.
         let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
         let verified = match rp.consume(&mut tx, checked, binding.as_deref()).await {
@@ -239,6 +243,13 @@ pub async fn verify(
                 record_refusal(&mut *tx, &r).await?;
                 // Keeps the refusal, and a nonce that was used up (an expired one, say).
                 tx.commit().await.map_err(AppError::internal)?;
+                if matches!(r, Rejection::BindingMissing | Rejection::BindingMismatch) {
+                    // Opened on another device: offer to start again from this one.
+                    return Err(AppError::StartedElsewhere {
+                        reason: r,
+                        email: vouched,
+                    });
+                }
                 return Err(AppError::SignInRefused(r));
             }
             Err(e) => return Err(verify_error(e)),
@@ -301,7 +312,9 @@ pub async fn verify(
     if let Some(metrics) = metrics {
         match &result {
             Ok(_) => metrics.signin_completed(),
-            Err(AppError::SignInRefused(r)) => metrics.signin_refused(r.name()),
+            Err(AppError::SignInRefused(r) | AppError::StartedElsewhere { reason: r, .. }) => {
+                metrics.signin_refused(r.name())
+            }
             Err(AppError::NotAdmitted(Refusal::NotInvited)) => {
                 metrics.signin_refused("not_invited")
             }

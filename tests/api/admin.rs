@@ -384,3 +384,111 @@ async fn admin_forms_need_a_csrf_token() {
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert_eq!(app.member("vic@example.com").await.unwrap().1, "active");
 }
+
+#[actix_web::test]
+async fn invitations_and_imports_refuse_addresses_the_broker_refuses_and_say_why() {
+    let (app, admin) = site_with_admin().await;
+    let page = admin
+        .submit(
+            "/admin/invite",
+            &[(
+                "addresses",
+                "good@example.com\nsomeone@example.com%'\nsomeone@example.com'x<'\">)\na@exa_mple.com",
+            )],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("Invited: good@example.com."),
+        "{}",
+        page.body
+    );
+    for (shown, why) in [
+        (
+            "someone@example.com%&#39;",
+            "not a domain name that can receive email",
+        ),
+        (
+            "someone@example.com&#39;x&#60;&#39;&#34;&#62;)",
+            "not a domain name that can receive email",
+        ),
+        ("a@exa_mple.com", "not a domain name that can receive email"),
+    ] {
+        let line = page
+            .body
+            .lines()
+            .find(|l| l.contains(shown))
+            .unwrap_or_else(|| panic!("{shown} is not named: {}", page.body));
+        assert!(line.contains("was not invited"), "{line}");
+        assert!(line.contains(why), "{line}");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM members").await,
+        2,
+        "boss and good only"
+    );
+
+    let csv = "email,display_name\nfine@example.com,Fine\nsomeone@example.com%',Bad\n";
+    let preview = admin
+        .submit("/admin/import", &[("csv", csv), ("apply", "1")])
+        .await;
+    assert_eq!(preview.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        preview.body.contains("someone@example.com%&#39;"),
+        "{}",
+        preview.body
+    );
+    assert!(
+        preview.body.contains("not a domain name"),
+        "{}",
+        preview.body
+    );
+    assert!(
+        app.member("fine@example.com").await.is_none(),
+        "nothing written"
+    );
+}
+
+#[actix_web::test]
+async fn the_audit_pager_keeps_its_filters_encoded_and_navs_have_their_own_names() {
+    let app = spawn_app_with(&[
+        ("ADMIN_EMAILS", "boss@example.com"),
+        ("RATE_LIMIT_LOGIN_PER_EMAIL", "off"),
+    ])
+    .await;
+    let admin = app.signed_in_browser("boss@example.com").await;
+    let member = app.browser();
+    for _ in 0..52 {
+        app.sign_in(&member, "busy@example.com")
+            .await
+            .assert_redirect_to("/members");
+    }
+    let id = id_of(&app, "busy@example.com").await;
+    let page = admin
+        .get(&format!("/admin/audit?action=sign_in&member={id}"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let older = format!(r#"href="/admin/audit?action=sign_in&#38;member={id}&#38;page=2""#);
+    assert!(page.body.contains(&older), "{}", page.body);
+    // Whatever is in the filter is encoded in the links.
+    let page = admin.get("/admin/audit?action=sign%20in%26x&page=2").await;
+    assert!(
+        page.body
+            .contains(r#"href="/admin/audit?action=sign+in%26x&#38;page=1""#),
+        "{}",
+        page.body
+    );
+    // No two navigation landmarks of a page share a name.
+    for path in ["/admin", "/admin/audit", "/admin/outbox"] {
+        let body = admin.get(path).await.body;
+        let labels: Vec<&str> = body
+            .split("<nav")
+            .skip(1)
+            .filter_map(|n| n.split("aria-label=\"").nth(1)?.split('"').next())
+            .collect();
+        let mut unique = labels.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(labels.len(), unique.len(), "{path}: {labels:?}");
+    }
+}

@@ -388,14 +388,20 @@ async fn markup_in_the_state_and_in_addresses_is_rendered_escaped() {
     assert!(!page.body.contains("<script>alert"), "{}", page.body);
     assert!(!page.body.contains("<b>x</b>"), "{}", page.body);
 
-    // An address whose local part is markup: valid, and shown escaped as name and address.
-    let evil = "<script>alert(1)</script>@example.com";
+    // Markup cannot be an address (the broker refuses `<` and `>`), but `'` and `&` can: such
+    // an address is shown escaped as name and address.
+    let evil = "o'brien&sons@example.com";
     app.sign_in(&browser, evil)
         .await
         .assert_redirect_to("/members");
     let members = browser.get("/members").await;
-    assert!(!members.body.contains("<script>"), "{}", members.body);
-    assert!(members.body.contains("&#60;script&#62;") || members.body.contains("&lt;script&gt;"));
+    assert!(!members.body.contains("o'brien&sons"), "{}", members.body);
+    assert!(
+        members.body.contains("o&#39;brien&#38;sons")
+            || members.body.contains("o&#39;brien&amp;sons"),
+        "{}",
+        members.body
+    );
     // Typed back into the form after an error, it is escaped too.
     let other = app.browser();
     let page = other
@@ -591,4 +597,84 @@ async fn verify_needs_no_csrf_token_but_other_forms_do() {
     let app = spawn_app().await;
     let page = app.sign_in(&app.browser(), "pat@example.com").await;
     page.assert_redirect_to("/members");
+}
+
+/// The form a page offers for signing in on this device: its fields, as a browser would send
+/// them.
+fn sign_in_here_form(page: &Page) -> Vec<(String, String)> {
+    let form = page
+        .body
+        .split(r#"<form method="post" action="/login" class="sign-in-here">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</form>").next())
+        .unwrap_or_else(|| panic!("no sign-in-here form: {}", page.body));
+    form.split("<input ")
+        .skip(1)
+        .filter_map(|input| {
+            let attr = |name: &str| {
+                input
+                    .split(&format!(r#"{name}=""#))
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .map(|v| v.replace("&#64;", "@").replace("&#38;", "&"))
+            };
+            Some((attr("name")?, attr("value")?))
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_sign_in_opened_on_another_device_offers_to_sign_in_there_instead() {
+    let app = spawn_app().await;
+    let laptop = app.browser();
+    let auth = app
+        .start_login(&laptop, "Phone.User@Example.com", None)
+        .await;
+    let token = app.token_for(&auth);
+    // The phone opens the link: the broker posts the token there.
+    let phone = app.browser();
+    let page = app.post_token(&phone, &token).await;
+    assert_refused_for_binding(&page);
+    assert!(
+        page.body
+            .contains("Sign in on this device instead, as phone.user@example.com"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("type the code from the new"),
+        "{}",
+        page.body
+    );
+    assert!(phone.cookie("clubhouse_session").is_none());
+
+    // One press: a new sign-in for that address, bound to the phone, under the usual checks.
+    let fields = sign_in_here_form(&page);
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert!(
+        fields.contains(&("email", "phone.user@example.com")),
+        "{fields:?}"
+    );
+    let pressed = phone.post_form("/login", &fields).await;
+    assert_eq!(pressed.status, StatusCode::SEE_OTHER, "{}", pressed.body);
+    let again = crate::helpers::AuthRequest::from_location(&pressed.location());
+    assert_eq!(again.param("login_hint"), "phone.user@example.com");
+    // The new mail's link, opened on the phone, signs the phone in; the laptop is not.
+    let token = app.token_for(&again);
+    app.post_token(&phone, &token)
+        .await
+        .assert_redirect_to("/members");
+    phone.assert_signed_in_as("phone.user@example.com").await;
+    assert!(laptop.cookie("clubhouse_session").is_none());
+    assert_eq!(sessions(&app).await, 1);
+
+    // The button is a form of this site: without the phone's own CSRF token it does nothing.
+    let stranger = app.browser();
+    let forged = stranger
+        .post_form("/login", &[("email", "phone.user@example.com")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
 }

@@ -227,3 +227,26 @@ async fn copy_to_moves_a_site_from_sqlite_to_postgres_and_back_with_its_sessions
     assert_eq!(audit(back.url.clone()).await, entries);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[actix_web::test]
+async fn admin_add_refuses_an_address_the_broker_would_refuse_and_stores_nothing() {
+    let db = TestDb::new().await;
+    let dir = temp_dir();
+    for bad in [
+        "someone@example.com%'",
+        "a@exa_mple.com",
+        "\"a@b\"@example.com",
+    ] {
+        let out = clubhouse(&db, &dir, &["admin", "add", bad]);
+        assert!(!out.status.success(), "{bad}");
+        let err = stderr(&out);
+        assert!(err.contains(bad), "names the address: {err}");
+        assert!(
+            err.contains("cannot have") || err.contains("not a domain name"),
+            "says why: {err}"
+        );
+    }
+    let out = clubhouse(&db, &dir, &["members", "list"]);
+    assert!(stdout(&out).contains("0 members"), "{}", stdout(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}

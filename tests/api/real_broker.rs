@@ -105,6 +105,9 @@ limits = ["ip:1000/s"]
 device_cookie_ttl = 0
 [domain_overrides]
 "example.com" = []
+"example.co.uk" = []
+"xn--gteborg-90a.test" = []
+"xn--iiii-qwc.example" = []
 "#,
                 data = data_dir.display(),
                 sendmail = sendmail.display(),
@@ -314,4 +317,163 @@ async fn a_real_sign_in_through_the_real_broker() {
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(replayer.cookie("clubhouse_session").is_none());
     assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
+}
+
+/// Addresses the site accepts are the ones the real broker accepts: each one of the address
+/// table goes to the broker's `/auth`, which answers 400 `invalid_request` for those it
+/// refuses and sends its mail for the others.
+#[actix_web::test]
+async fn the_site_accepts_exactly_the_addresses_the_real_broker_accepts() {
+    let (Some(bin), Some(data_dir)) = (broker_binary(), broker_data_dir()) else {
+        let required = std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_some();
+        let msg = "portier-broker is not installed (cargo install portier_broker --locked)";
+        assert!(!required, "{msg}, and CLUBHOUSE_REQUIRE_REAL_BROKER is set");
+        eprintln!("real_broker: skipped: {msg}");
+        return;
+    };
+    let broker = RealBroker::start(&bin, &data_dir).await;
+    let long_local = format!("{}@example.com", "a".repeat(65));
+    let long_label = format!("a@{}.com", "b".repeat(64));
+    let addresses = [
+        "example.user@example.com",
+        "EXAMPLE.USER@EXAMPLE.COM",
+        "BJÖRN@göteborg.test",
+        "İⅢ@İⅢ.example",
+        "o'brien+club@example.co.uk",
+        "alice@localhost",
+        "alice@[127.0.0.1]",
+        "alice@127.0.0.1",
+        "alice@exa..mple.com",
+        "alice@.example.com",
+        "someone@example.com%'",
+        "someone@example.com'x<'\">)",
+        "some<one>@example.com",
+        "some,one@example.com",
+        "some\"one@example.com",
+        "a@exa_mple.com",
+        "a@-example.com",
+        &long_local,
+        &long_label,
+    ];
+    let client = awc::Client::builder().disable_redirects().finish();
+    for address in addresses {
+        let ours = clubhouse::email::EmailAddress::parse(address).is_ok();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("login_hint", address)
+            .append_pair("scope", "openid email")
+            .append_pair("nonce", &uuid::Uuid::new_v4().to_string())
+            .append_pair("response_type", "id_token")
+            .append_pair("response_mode", "form_post")
+            .append_pair("client_id", "http://localhost:8080")
+            .append_pair("redirect_uri", "http://localhost:8080/verify")
+            .finish();
+        let mut res = client
+            .get(format!("{}/auth?{query}", broker.origin))
+            .insert_header(("accept", "application/json"))
+            .send()
+            .await
+            .expect("the broker answers");
+        let body = String::from_utf8_lossy(&res.body().await.unwrap()).into_owned();
+        let theirs = !(res.status() == StatusCode::BAD_REQUEST && body.contains("invalid_request"));
+        assert_eq!(
+            ours,
+            theirs,
+            "{address:?}: the site {} it, the broker answered {} {body}",
+            if ours { "accepts" } else { "refuses" },
+            res.status()
+        );
+    }
+}
+
+/// The broker's JSON answers, without JavaScript: asks for the mail, and confirms with the
+/// code in it, as the person would in the browser `cookie`s belong to.
+async fn broker_confirms(broker: &RealBroker, auth_url: &str) -> String {
+    let client = awc::Client::builder().disable_redirects().finish();
+    let mut res = client
+        .get(auth_url)
+        .insert_header(("accept", "application/json"))
+        .send()
+        .await
+        .expect("GET /auth");
+    let body: Value = res.json().await.expect("auth answer");
+    assert_eq!(body["result"], "verification_code_sent", "{body}");
+    let mail = broker.wait_for_mail().await;
+    let (session, code) = confirmation(&mail, &broker.origin);
+    let mut res = client
+        .post(format!("{}/confirm", broker.origin))
+        .insert_header(("accept", "application/json"))
+        .send_form(&[
+            ("session", session.as_str()),
+            ("code", code.as_str()),
+            ("device_ok", "1"),
+        ])
+        .await
+        .expect("POST /confirm");
+    assert_eq!(res.status(), StatusCode::OK, "{}", broker.log_text());
+    let body: Value = res.json().await.expect("confirm answer");
+    body["id_token"].as_str().expect("an id_token").to_owned()
+}
+
+/// Started on the laptop, the mail's link opened on the phone: the real broker has ended its
+/// own attempt by then, so the laptop cannot finish; the phone is offered to start again from
+/// there, and that works. Then the laptop, after a fresh start, finishes with the code.
+#[actix_web::test]
+async fn a_link_opened_on_another_device_leads_to_a_sign_in_there_through_the_real_broker() {
+    let (Some(bin), Some(data_dir)) = (broker_binary(), broker_data_dir()) else {
+        let required = std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_some();
+        let msg = "portier-broker is not installed (cargo install portier_broker --locked)";
+        assert!(!required, "{msg}, and CLUBHOUSE_REQUIRE_REAL_BROKER is set");
+        eprintln!("real_broker: skipped: {msg}");
+        return;
+    };
+    let broker = RealBroker::start(&bin, &data_dir).await;
+    let db = TestDb::new().await;
+    let stand_in = crate::broker::TestBroker::start("127.0.0.1");
+    let app = spawn_app_on(db, stand_in, &[("BROKER_URL", &broker.origin)], &[]).await;
+    let laptop = app.browser();
+    let auth = app.start_login(&laptop, "Rover@Example.com", None).await;
+    let token = broker_confirms(&broker, auth.url.as_str()).await;
+
+    let phone = app.browser();
+    let page = app.post_token(&phone, &token).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{}", page.body);
+    assert!(
+        page.body.contains("started in another browser"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("Sign in on this device instead, as rover@example.com"),
+        "{}",
+        page.body
+    );
+    let marker = r#"name="csrf_token" value=""#;
+    let csrf = page
+        .body
+        .split(marker)
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap();
+    let pressed = phone
+        .post_form(
+            "/login",
+            &[("email", "rover@example.com"), ("csrf_token", csrf)],
+        )
+        .await;
+    assert_eq!(pressed.status, StatusCode::SEE_OTHER, "{}", pressed.body);
+    let token = broker_confirms(&broker, &pressed.location()).await;
+    app.post_token(&phone, &token)
+        .await
+        .assert_redirect_to("/members");
+    phone.assert_signed_in_as("rover@example.com").await;
+    assert!(laptop.cookie("clubhouse_session").is_none());
+
+    // The laptop starts again and types the code from its new mail: signed in there too.
+    let auth = app.start_login(&laptop, "rover@example.com", None).await;
+    let token = broker_confirms(&broker, auth.url.as_str()).await;
+    app.post_token(&laptop, &token)
+        .await
+        .assert_redirect_to("/members");
+    laptop.assert_signed_in_as("rover@example.com").await;
 }
