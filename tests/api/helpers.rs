@@ -245,6 +245,8 @@ pub struct Browser {
     /// sent as `Origin` on our own forms.
     origin: String,
     jar: RefCell<HashMap<String, StoredCookie>>,
+    /// Whether the pages it receives are kept for the HTML checker.
+    check_html: std::cell::Cell<bool>,
 }
 
 impl Browser {
@@ -261,6 +263,7 @@ impl Browser {
             base: RefCell::new(base.to_owned()),
             origin: origin.to_owned(),
             jar: RefCell::new(HashMap::new()),
+            check_html: std::cell::Cell::new(true),
         }
     }
 
@@ -302,6 +305,12 @@ impl Browser {
         }
     }
 
+    /// Leaves the pages this browser receives out of the HTML check (for a page that shows an
+    /// owner's own raw HTML).
+    pub fn skip_html_check(&self) {
+        self.check_html.set(false);
+    }
+
     /// From now on, sends its requests to `base`, with the same cookies: another instance
     /// behind the same load balancer.
     pub fn route_to(&self, base: &str) {
@@ -332,6 +341,14 @@ impl Browser {
     {
         self.store_cookies(response.headers());
         let body = response.body().limit(4 << 20).await.expect("read body");
+        let html = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"));
+        if html && self.check_html.get() {
+            save_page(&body);
+        }
         Page {
             status: response.status(),
             headers: response.headers().clone(),
@@ -565,6 +582,33 @@ impl TestApp {
             .fetch_one(&self.pool)
             .await
             .expect("count")
+    }
+}
+
+/// Where every HTML page the tests receive is kept, once per distinct page, for the HTML
+/// checker that CI runs over them: `target/pages/`.
+pub fn pages_dir() -> PathBuf {
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.parent()?.to_path_buf()))
+        .expect("target dir");
+    target.join("pages")
+}
+
+/// Keeps one of our pages for the HTML checker (named by its hash, so each distinct page is
+/// kept once however many tests see it).
+fn save_page(body: &[u8]) {
+    use sha2::Digest;
+    let dir = pages_dir();
+    let name: String = sha2::Sha256::digest(body)
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let path = dir.join(format!("{name}.html"));
+    if !path.exists() {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(path, body);
     }
 }
 
