@@ -1,11 +1,12 @@
-//! The whole flow in a real browser (headless Chromium): the site on `localhost`, the broker on
+//! The whole flow in real browsers (headless Chromium and Firefox ESR, each test in both): the
+//! site on `localhost`, the broker on
 //! `127.0.0.1`, so the broker's POST back to the site is truly cross-site. Every page visited
 //! is saved as a PNG under `target/screenshots/` and checked with axe-core when it is there.
 
 use crate::broker::TestBroker;
 use crate::helpers::{TestApp, TestDb, spawn_app_on};
 use crate::real_broker::{RealBroker, broker_binary, broker_data_dir, confirmation_link};
-use crate::webdriver::{Browser, Driver};
+use crate::webdriver::{Browser, Driver, Kind};
 
 /// One browser test at a time: Chromium is heavy for two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -38,210 +39,232 @@ async fn sign_in(b: &Browser<'_>, app: &TestApp, email: &str) {
 
 #[actix_web::test]
 async fn a_member_signs_in_lands_on_the_page_asked_for_and_signs_out() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let app = app_with(&[("SIGNUP_MODE", "open")]).await;
-    let b = driver.browser("member").await;
+    for kind in Kind::ALL {
+        let Some(driver) = Driver::start(kind).await else {
+            continue;
+        };
+        let _one = ONE_AT_A_TIME.lock().await;
+        let app = app_with(&[("SIGNUP_MODE", "open")]).await;
+        let b = driver.browser("member").await;
 
-    b.goto(&format!("{}/account", app.public_url)).await;
-    b.wait_for_url("the front page", |u| u.contains("/?next=%2Faccount"))
-        .await;
-    b.capture("front-page").await;
-    b.resize(390, 844).await;
-    b.capture("front-page-phone").await;
-    b.resize(1000, 900).await;
-    ask_to_sign_in(&b, &app, "ann@example.com", &app.broker.origin).await;
-    b.capture("broker-page").await;
-    b.click("#continue").await;
-    let landed = b
-        .wait_for_url("the account page", |u| u.ends_with("/account"))
-        .await;
-    assert_eq!(landed, format!("{}/account", app.public_url));
-    b.wait_for_text("ann@example.com").await;
-    b.capture("account").await;
+        b.goto(&format!("{}/account", app.public_url)).await;
+        b.wait_for_url("the front page", |u| u.contains("/?next=%2Faccount"))
+            .await;
+        b.capture("front-page").await;
+        b.resize(390, 844).await;
+        b.capture("front-page-phone").await;
+        b.resize(1000, 900).await;
+        ask_to_sign_in(&b, &app, "ann@example.com", &app.broker.origin).await;
+        b.capture("broker-page").await;
+        b.click("#continue").await;
+        let landed = b
+            .wait_for_url("the account page", |u| u.ends_with("/account"))
+            .await;
+        assert_eq!(landed, format!("{}/account", app.public_url));
+        b.wait_for_text("ann@example.com").await;
+        b.capture("account").await;
 
-    b.goto(&format!("{}/members", app.public_url)).await;
-    b.wait_for_text("Who is here").await;
-    b.capture("members").await;
-    b.resize(390, 844).await;
-    b.capture("members-phone").await;
-    b.resize(1000, 900).await;
-    b.goto(&format!("{}/account/delete", app.public_url)).await;
-    b.wait_for_text("Delete your account").await;
-    b.capture("account-delete").await;
-    b.goto(&format!("{}/pages/welcome", app.public_url)).await;
-    b.wait_for_text("How to add a page").await;
-    b.capture("content-page").await;
-    b.goto(&format!("{}/no-such-page", app.public_url)).await;
-    b.wait_for_text("Page not found").await;
-    b.capture("not-found").await;
+        b.goto(&format!("{}/members", app.public_url)).await;
+        b.wait_for_text("Who is here").await;
+        b.capture("members").await;
+        b.resize(390, 844).await;
+        b.capture("members-phone").await;
+        b.resize(1000, 900).await;
+        b.goto(&format!("{}/account/delete", app.public_url)).await;
+        b.wait_for_text("Delete your account").await;
+        b.capture("account-delete").await;
+        b.goto(&format!("{}/pages/welcome", app.public_url)).await;
+        b.wait_for_text("How to add a page").await;
+        b.capture("content-page").await;
+        b.goto(&format!("{}/no-such-page", app.public_url)).await;
+        b.wait_for_text("Page not found").await;
+        b.capture("not-found").await;
 
-    b.goto(&format!("{}/members", app.public_url)).await;
-    b.click("form[action='/logout'] button").await;
-    b.wait_for_url("the front page", |u| {
-        u.trim_end_matches('/') == app.public_url
-    })
-    .await;
-    b.wait_for_text("Send me a sign-in link").await;
-    b.capture("signed-out").await;
-    b.goto(&format!("{}/members", app.public_url)).await;
-    b.wait_for_url("the front page", |u| u.contains("/?next="))
+        b.goto(&format!("{}/members", app.public_url)).await;
+        b.click("form[action='/logout'] button").await;
+        b.wait_for_url("the front page", |u| {
+            u.trim_end_matches('/') == app.public_url
+        })
         .await;
-    b.close().await;
+        b.wait_for_text("Send me a sign-in link").await;
+        b.capture("signed-out").await;
+        b.goto(&format!("{}/members", app.public_url)).await;
+        b.wait_for_url("the front page", |u| u.contains("/?next="))
+            .await;
+        b.close().await;
+    }
 }
 
 #[actix_web::test]
 async fn a_stranger_is_refused_on_an_invite_only_site() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let app = app_with(&[
-        ("SIGNUP_MODE", "invite"),
-        ("ADMIN_EMAILS", "boss@example.com"),
-    ])
-    .await;
-    let b = driver.browser("stranger").await;
-    sign_in(&b, &app, "stranger@example.com").await;
-    b.wait_for_text("You are not a member yet").await;
-    b.capture("not-a-member").await;
-    assert!(app.member("stranger@example.com").await.is_none());
-    b.close().await;
+    for kind in Kind::ALL {
+        let Some(driver) = Driver::start(kind).await else {
+            continue;
+        };
+        let _one = ONE_AT_A_TIME.lock().await;
+        let app = app_with(&[
+            ("SIGNUP_MODE", "invite"),
+            ("ADMIN_EMAILS", "boss@example.com"),
+        ])
+        .await;
+        let b = driver.browser("stranger").await;
+        sign_in(&b, &app, "stranger@example.com").await;
+        b.wait_for_text("You are not a member yet").await;
+        b.capture("not-a-member").await;
+        assert!(app.member("stranger@example.com").await.is_none());
+        b.close().await;
+    }
 }
 
 #[actix_web::test]
 async fn a_sign_in_finished_in_another_browser_profile_is_refused() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let app = app_with(&[("SIGNUP_MODE", "open")]).await;
-    let started_here = driver.browser("binding-started").await;
-    started_here.goto(&format!("{}/", app.public_url)).await;
-    ask_to_sign_in(&started_here, &app, "bea@example.com", &app.broker.origin).await;
-    let broker_page = started_here.url().await;
+    for kind in Kind::ALL {
+        let Some(driver) = Driver::start(kind).await else {
+            continue;
+        };
+        let _one = ONE_AT_A_TIME.lock().await;
+        let app = app_with(&[("SIGNUP_MODE", "open")]).await;
+        let started_here = driver.browser("binding-started").await;
+        started_here.goto(&format!("{}/", app.public_url)).await;
+        ask_to_sign_in(&started_here, &app, "bea@example.com", &app.broker.origin).await;
+        let broker_page = started_here.url().await;
 
-    let elsewhere = driver.browser("binding-elsewhere").await;
-    elsewhere.goto(&broker_page).await;
-    elsewhere.click("#continue").await;
-    elsewhere.wait_for_text("started in another browser").await;
-    elsewhere.capture("refused-other-browser").await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM sessions WHERE member_id IS NOT NULL")
-            .await,
-        0
-    );
+        let elsewhere = driver.browser("binding-elsewhere").await;
+        elsewhere.goto(&broker_page).await;
+        elsewhere.click("#continue").await;
+        elsewhere.wait_for_text("started in another browser").await;
+        elsewhere.capture("refused-other-browser").await;
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM sessions WHERE member_id IS NOT NULL")
+                .await,
+            0
+        );
 
-    // The browser that started it can still finish.
-    started_here.click("#continue").await;
-    started_here
-        .wait_for_url("the members page", |u| u.ends_with("/members"))
-        .await;
-    started_here.wait_for_text("bea@example.com").await;
-    started_here.close().await;
-    elsewhere.close().await;
+        // The browser that started it can still finish.
+        started_here.click("#continue").await;
+        started_here
+            .wait_for_url("the members page", |u| u.ends_with("/members"))
+            .await;
+        started_here.wait_for_text("bea@example.com").await;
+        started_here.close().await;
+
+        // The other device takes the page's offer: a new sign-in from there, finished there.
+        elsewhere.click("form.sign-in-here button").await;
+        elsewhere
+            .wait_for_url("the broker", |u| u.starts_with(&app.broker.origin))
+            .await;
+        elsewhere.click("#continue").await;
+        elsewhere
+            .wait_for_url("the members page", |u| u.ends_with("/members"))
+            .await;
+        elsewhere.wait_for_text("bea@example.com").await;
+        elsewhere.capture("signed-in-on-this-device").await;
+        elsewhere.close().await;
+    }
 }
 
 #[actix_web::test]
 async fn an_admin_invites_a_member_who_then_signs_in() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let app = app_with(&[
-        ("SIGNUP_MODE", "invite"),
-        ("ADMIN_EMAILS", "boss@example.com"),
-    ])
-    .await;
-    let admin = driver.browser("admin").await;
-    sign_in(&admin, &app, "boss@example.com").await;
-    admin.wait_for_text("boss@example.com").await;
-    admin.goto(&format!("{}/admin", app.public_url)).await;
-    admin.wait_for_text("Member list").await;
-    admin.capture("admin").await;
-    admin.type_into("#addresses", "Guest@Example.com").await;
-    admin.click("form[action='/admin/invite'] button").await;
-    admin.wait_for_text("Invited: guest@example.com.").await;
-    admin.capture("admin-invited").await;
-    admin
-        .goto(&format!("{}/admin/import", app.public_url))
+    for kind in Kind::ALL {
+        let Some(driver) = Driver::start(kind).await else {
+            continue;
+        };
+        let _one = ONE_AT_A_TIME.lock().await;
+        let app = app_with(&[
+            ("SIGNUP_MODE", "invite"),
+            ("ADMIN_EMAILS", "boss@example.com"),
+        ])
         .await;
-    admin.wait_for_text("Import members").await;
-    admin
-        .type_into("#csv", "email,display_name\nextra@example.com,Extra\n")
-        .await;
-    admin.click("form[action='/admin/import'] button").await;
-    admin.wait_for_text("Import these 1 rows").await;
-    admin.capture("admin-import-preview").await;
-    admin.goto(&format!("{}/admin/audit", app.public_url)).await;
-    admin.wait_for_text("member_invited").await;
-    admin.capture("admin-audit").await;
+        let admin = driver.browser("admin").await;
+        sign_in(&admin, &app, "boss@example.com").await;
+        admin.wait_for_text("boss@example.com").await;
+        admin.goto(&format!("{}/admin", app.public_url)).await;
+        admin.wait_for_text("Member list").await;
+        admin.capture("admin").await;
+        admin.type_into("#addresses", "Guest@Example.com").await;
+        admin.click("form[action='/admin/invite'] button").await;
+        admin.wait_for_text("Invited: guest@example.com.").await;
+        admin.capture("admin-invited").await;
+        admin
+            .goto(&format!("{}/admin/import", app.public_url))
+            .await;
+        admin.wait_for_text("Import members").await;
+        admin
+            .type_into("#csv", "email,display_name\nextra@example.com,Extra\n")
+            .await;
+        admin.click("form[action='/admin/import'] button").await;
+        admin.wait_for_text("Import these 1 rows").await;
+        admin.capture("admin-import-preview").await;
+        admin.goto(&format!("{}/admin/audit", app.public_url)).await;
+        admin.wait_for_text("member_invited").await;
+        admin.capture("admin-audit").await;
 
-    let guest = driver.browser("guest").await;
-    sign_in(&guest, &app, "guest@example.com").await;
-    guest
-        .wait_for_url("the members page", |u| u.ends_with("/members"))
-        .await;
-    guest.wait_for_text("guest@example.com").await;
-    guest.capture("guest-members").await;
-    admin.close().await;
-    guest.close().await;
+        let guest = driver.browser("guest").await;
+        sign_in(&guest, &app, "guest@example.com").await;
+        guest
+            .wait_for_url("the members page", |u| u.ends_with("/members"))
+            .await;
+        guest.wait_for_text("guest@example.com").await;
+        guest.capture("guest-members").await;
+        admin.close().await;
+        guest.close().await;
+    }
 }
 
 #[actix_web::test]
 async fn a_member_signs_in_through_the_real_broker_and_its_email() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (Some(bin), Some(data)) = (broker_binary(), broker_data_dir()) else {
-        assert!(
-            std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_none(),
-            "portier-broker is required here"
+    for kind in Kind::ALL {
+        let Some(driver) = Driver::start(kind).await else {
+            continue;
+        };
+        let _one = ONE_AT_A_TIME.lock().await;
+        let (Some(bin), Some(data)) = (broker_binary(), broker_data_dir()) else {
+            assert!(
+                std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_none(),
+                "portier-broker is required here"
+            );
+            // The same flow through the test broker, so the browser path is still covered.
+            eprintln!("browser: portier-broker is not installed; this run used the test broker");
+            let app = app_with(&[("SIGNUP_MODE", "open")]).await;
+            let b = driver.browser("test-broker").await;
+            b.goto(&format!("{}/members", app.public_url)).await;
+            ask_to_sign_in(&b, &app, "Ria@Example.com", &app.broker.origin).await;
+            b.click("#continue").await;
+            b.wait_for_url("the members page", |u| u.ends_with("/members"))
+                .await;
+            b.wait_for_text("ria@example.com").await;
+            b.close().await;
+            continue;
+        };
+        let broker = RealBroker::start(&bin, &data).await;
+        eprintln!(
+            "browser: this run used the real broker {} at {}",
+            bin.display(),
+            broker.origin
         );
-        // The same flow through the test broker, so the browser path is still covered.
-        eprintln!("browser: portier-broker is not installed; this run used the test broker");
-        let app = app_with(&[("SIGNUP_MODE", "open")]).await;
-        let b = driver.browser("test-broker").await;
+        let stand_in = TestBroker::start("127.0.0.1");
+        let app = spawn_app_on(
+            TestDb::new().await,
+            stand_in,
+            &[("BROKER_URL", &broker.origin), ("SIGNUP_MODE", "open")],
+            &[],
+        )
+        .await;
+        let b = driver.browser("real-broker").await;
         b.goto(&format!("{}/members", app.public_url)).await;
-        ask_to_sign_in(&b, &app, "Ria@Example.com", &app.broker.origin).await;
-        b.click("#continue").await;
-        b.wait_for_url("the members page", |u| u.ends_with("/members"))
-            .await;
-        b.wait_for_text("ria@example.com").await;
-        b.close().await;
-        return;
-    };
-    let broker = RealBroker::start(&bin, &data).await;
-    eprintln!(
-        "browser: this run used the real broker {} at {}",
-        bin.display(),
-        broker.origin
-    );
-    let stand_in = TestBroker::start("127.0.0.1");
-    let app = spawn_app_on(
-        TestDb::new().await,
-        stand_in,
-        &[("BROKER_URL", &broker.origin), ("SIGNUP_MODE", "open")],
-        &[],
-    )
-    .await;
-    let b = driver.browser("real-broker").await;
-    b.goto(&format!("{}/members", app.public_url)).await;
-    ask_to_sign_in(&b, &app, "Ria@Example.com", &broker.origin).await;
-    b.capture("real-broker-check-your-email").await;
+        ask_to_sign_in(&b, &app, "Ria@Example.com", &broker.origin).await;
+        b.capture("real-broker-check-your-email").await;
 
-    // The person opens the email and follows the link in it.
-    let mail = broker.wait_for_mail().await;
-    b.goto(&confirmation_link(&mail, &broker.origin)).await;
-    // The broker's page posts the token back to the site by itself.
-    b.wait_for_url("the members page", |u| {
-        u.starts_with(&app.public_url) && u.ends_with("/members")
-    })
-    .await;
-    b.wait_for_text("ria@example.com").await;
-    b.capture("real-broker-signed-in").await;
-    b.close().await;
+        // The person opens the email and follows the link in it.
+        let mail = broker.wait_for_mail().await;
+        b.goto(&confirmation_link(&mail, &broker.origin)).await;
+        // The broker's page posts the token back to the site by itself.
+        b.wait_for_url("the members page", |u| {
+            u.starts_with(&app.public_url) && u.ends_with("/members")
+        })
+        .await;
+        b.wait_for_text("ria@example.com").await;
+        b.capture("real-broker-signed-in").await;
+        b.close().await;
+    }
 }

@@ -1,8 +1,10 @@
-//! A small WebDriver client (over awc) driving Debian's Chromium through chromedriver, with a
-//! screenshot of every page and an optional axe-core accessibility check.
+//! A small WebDriver client (over awc) driving Debian's Chromium through chromedriver and
+//! Debian's Firefox ESR through geckodriver, with a screenshot of every page and an optional
+//! axe-core accessibility check. Each browser test runs in every [`Kind`].
 //!
-//! Needs `chromium` and `chromium-driver`. Without them the browser tests say so and pass,
-//! unless `CLUBHOUSE_REQUIRE_BROWSER` is set, as CI does.
+//! Needs `chromium` and `chromium-driver`, and `firefox-esr` with `geckodriver` (`cargo install
+//! geckodriver --locked`). Without one of them its tests say so and pass, unless
+//! `CLUBHOUSE_REQUIRE_BROWSER` is set, as CI does: then both are required.
 
 use std::cell::Cell;
 use std::path::PathBuf;
@@ -16,11 +18,138 @@ use tokio::process::{Child, Command};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A running chromedriver.
-pub struct Driver {
+/// Which browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's Chromium, through chromedriver.
+    Chromium,
+    /// Debian's Firefox ESR, through geckodriver.
+    Firefox,
+}
+
+impl Kind {
+    /// Every browser the tests run in.
+    pub const ALL: [Kind; 2] = [Kind::Chromium, Kind::Firefox];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Chromium => "chromium",
+            Kind::Firefox => "firefox",
+        }
+    }
+
+    /// The browser and its driver, if both are installed.
+    fn binaries(self) -> Result<(PathBuf, PathBuf), &'static str> {
+        match self {
+            Kind::Chromium => {
+                let (browser, driver) = ("/usr/bin/chromium", "/usr/bin/chromedriver");
+                if std::path::Path::new(browser).exists() && std::path::Path::new(driver).exists() {
+                    Ok((browser.into(), driver.into()))
+                } else {
+                    Err("Chromium is not installed (apt-get install chromium chromium-driver)")
+                }
+            }
+            Kind::Firefox => {
+                let browser = PathBuf::from("/usr/bin/firefox-esr");
+                let driver = std::env::var_os("PATH")
+                    .into_iter()
+                    .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                    .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")))
+                    .map(|dir| dir.join("geckodriver"))
+                    .find(|p| p.exists());
+                match driver {
+                    Some(driver) if browser.exists() => Ok((browser, driver)),
+                    _ => Err(
+                        "Firefox is not installed (apt-get install firefox-esr; cargo install \
+                         geckodriver --locked)",
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// One running chromedriver or geckodriver process, and where it listens.
+struct Endpoint {
     _child: Child,
     base: String,
+}
+
+/// Starts the driver program and waits (bounded) until it is ready.
+async fn spawn_endpoint(
+    kind: Kind,
+    driver_binary: &std::path::Path,
+    client: &awc::Client,
+) -> Endpoint {
+    let port = crate::helpers::free_port();
+    let mut command = Command::new(driver_binary);
+    match kind {
+        Kind::Chromium => command.arg(format!("--port={port}")),
+        Kind::Firefox => command.args(["--host", "127.0.0.1", "--port", &port.to_string()]),
+    };
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the webdriver");
+    let endpoint = Endpoint {
+        _child: child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut res) = client.get(format!("{}/status", endpoint.base)).send().await
+            && let Ok(v) = res.json::<Value>().await
+            && v["value"]["ready"] == true
+        {
+            return endpoint;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the {} driver did not start",
+            kind.name()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One WebDriver request; the answer's `value`.
+async fn call_at(
+    client: &awc::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let url = format!("{base}{path}");
+    let req = match method {
+        "GET" => client.get(url),
+        "DELETE" => client.delete(url),
+        _ => client.post(url),
+    };
+    let mut res = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    }
+    .expect("webdriver request");
+    let v: Value = res.json().limit(64 << 20).await.expect("webdriver answer");
+    if !res.status().is_success() {
+        panic!("webdriver {method} {path}: {v}");
+    }
+    v["value"].clone()
+}
+
+/// A running chromedriver or geckodriver. Chromium's driver serves any number of windows;
+/// geckodriver serves one session at a time, so each further Firefox window gets a
+/// geckodriver of its own.
+pub struct Driver {
+    main: Endpoint,
+    main_in_use: Cell<bool>,
+    driver_binary: PathBuf,
     client: awc::Client,
+    kind: Kind,
+    browser_binary: PathBuf,
 }
 
 /// Whether the browser tests must run here (CI) rather than be skipped.
@@ -29,99 +158,115 @@ fn required() -> bool {
 }
 
 impl Driver {
-    /// Starts chromedriver, or `None` (with one line saying why) when Chromium is missing.
-    pub async fn start() -> Option<Driver> {
-        let present = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
-            .iter()
-            .all(|p| std::path::Path::new(p).exists());
-        if !present {
-            let msg = "Chromium is not installed (apt-get install chromium chromium-driver)";
-            assert!(!required(), "{msg}, and CLUBHOUSE_REQUIRE_BROWSER is set");
-            eprintln!("browser tests skipped: {msg}");
-            return None;
-        }
-        let port = crate::helpers::free_port();
-        let child = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let driver = Driver {
-            _child: child,
-            base: format!("http://127.0.0.1:{port}"),
-            client: awc::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .finish(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut res) = driver
-                .client
-                .get(format!("{}/status", driver.base))
-                .send()
-                .await
-                && let Ok(v) = res.json::<Value>().await
-                && v["value"]["ready"] == true
-            {
-                return Some(driver);
+    /// Starts the driver of `kind`, or `None` (with one line saying why) when that browser
+    /// is missing.
+    pub async fn start(kind: Kind) -> Option<Driver> {
+        let (browser_binary, driver_binary) = match kind.binaries() {
+            Ok(found) => found,
+            Err(msg) => {
+                assert!(!required(), "{msg}, and CLUBHOUSE_REQUIRE_BROWSER is set");
+                eprintln!("browser tests skipped in {}: {msg}", kind.name());
+                return None;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let req = match method {
-            "GET" => self.client.get(url),
-            "DELETE" => self.client.delete(url),
-            _ => self.client.post(url),
         };
-        let mut res = match body {
-            Some(b) => req.send_json(&b).await,
-            None => req.send().await,
-        }
-        .expect("webdriver request");
-        let v: Value = res.json().limit(64 << 20).await.expect("webdriver answer");
-        if !res.status().is_success() {
-            panic!("webdriver {method} {path}: {v}");
-        }
-        v["value"].clone()
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .finish();
+        let main = spawn_endpoint(kind, &driver_binary, &client).await;
+        Some(Driver {
+            main,
+            main_in_use: Cell::new(false),
+            driver_binary,
+            client,
+            kind,
+            browser_binary,
+        })
     }
 
     /// A new browser with an empty profile of its own.
     pub async fn browser(&self, name: &str) -> Browser<'_> {
-        let profile =
-            std::env::temp_dir().join(format!("clubhouse-chromium-{}", uuid::Uuid::new_v4()));
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", profile.display()),
-                    "--window-size=1000,900",
-                ],
-            },
-        }}});
-        let v = self.call("POST", "/session", Some(caps)).await;
-        Browser {
+        let profile = std::env::temp_dir().join(format!(
+            "clubhouse-{}-{}",
+            self.kind.name(),
+            uuid::Uuid::new_v4()
+        ));
+        let binary = self.browser_binary.display().to_string();
+        let caps = match self.kind {
+            Kind::Chromium => json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": binary,
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        format!("--user-data-dir={}", profile.display()),
+                        "--window-size=1000,900",
+                    ],
+                },
+            }}}),
+            // geckodriver makes a new, empty profile for every session. The preferences keep
+            // Firefox off the network this machine does not have.
+            Kind::Firefox => json!({"capabilities": {"alwaysMatch": {
+                "browserName": "firefox",
+                "moz:firefoxOptions": {
+                    "binary": binary,
+                    "args": ["-headless", "--width=1000", "--height=900"],
+                    "prefs": {
+                        "app.update.auto": false,
+                        "app.update.enabled": false,
+                        "browser.safebrowsing.malware.enabled": false,
+                        "browser.safebrowsing.phishing.enabled": false,
+                        "browser.shell.checkDefaultBrowser": false,
+                        "browser.startup.homepage_override.mstone": "ignore",
+                        "datareporting.healthreport.uploadEnabled": false,
+                        "datareporting.policy.dataSubmissionEnabled": false,
+                        "extensions.update.enabled": false,
+                        "media.gmp-manager.updateEnabled": false,
+                        "network.captive-portal-service.enabled": false,
+                        "network.connectivity-service.enabled": false,
+                        "network.dns.disablePrefetch": true,
+                        "network.trr.mode": 5,
+                        "toolkit.telemetry.enabled": false,
+                    },
+                },
+            }}}),
+        };
+        let own = if self.kind == Kind::Firefox && self.main_in_use.get() {
+            Some(spawn_endpoint(self.kind, &self.driver_binary, &self.client).await)
+        } else {
+            self.main_in_use.set(true);
+            None
+        };
+        let base = own.as_ref().unwrap_or(&self.main).base.clone();
+        let v = call_at(&self.client, &base, "POST", "/session", Some(caps)).await;
+        let browser = Browser {
             driver: self,
+            base,
+            uses_main: own.is_none(),
+            _own: own,
             id: v["sessionId"].as_str().expect("session id").to_owned(),
-            name: name.to_owned(),
+            name: match self.kind {
+                Kind::Chromium => name.to_owned(),
+                kind => format!("{}-{name}", kind.name()),
+            },
             shots: Cell::new(0),
             profile,
+        };
+        if self.kind == Kind::Firefox {
+            browser.resize(1000, 900).await;
         }
+        browser
     }
 }
 
 /// One browser window with its own profile.
 pub struct Browser<'a> {
     driver: &'a Driver,
+    /// The driver process serving this window.
+    base: String,
+    uses_main: bool,
+    _own: Option<Endpoint>,
     id: String,
     name: String,
     shots: Cell<u32>,
@@ -151,9 +296,8 @@ fn axe_source() -> Option<String> {
 
 impl Browser<'_> {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        self.driver
-            .call(method, &format!("/session/{}{path}", self.id), body)
-            .await
+        let path = format!("/session/{}{path}", self.id);
+        call_at(&self.driver.client, &self.base, method, &path, body).await
     }
 
     /// Opens a URL.
@@ -195,7 +339,7 @@ impl Browser<'_> {
             let res = self
                 .driver
                 .client
-                .post(format!("{}/session/{}/element", self.driver.base, self.id))
+                .post(format!("{}/session/{}/element", self.base, self.id))
                 .send_json(&json!({"using": "css selector", "value": css}))
                 .await;
             if let Ok(mut res) = res
@@ -318,6 +462,9 @@ impl Browser<'_> {
     /// Closes the window and removes its profile.
     pub async fn close(self) {
         self.call("DELETE", "", None).await;
+        if self.uses_main {
+            self.driver.main_in_use.set(false);
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
