@@ -268,3 +268,98 @@ async fn a_member_signs_in_through_the_real_broker_and_its_email() {
         b.close().await;
     }
 }
+
+/// Opens the link of a mail from the real broker in `b`; a browser the broker has not seen
+/// before is asked to confirm the device first, as a person would.
+async fn open_mail_link(b: &Browser<'_>, link: &str, app: &TestApp) {
+    b.goto(link).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if b.url().await.starts_with(&app.public_url) {
+            return;
+        }
+        if b.source().await.contains(r#"name="device_ok""#) {
+            b.click("#form button").await;
+            b.wait_for_url("the site", |u| u.starts_with(&app.public_url))
+                .await;
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stuck at the broker on {link}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The member's own story, with the real broker: started in browser A (the laptop), the
+/// mail's link opened in browser B (the phone); B is refused with the offer to sign in there,
+/// takes it, and is signed in by the new mail's link; A is not. Then A starts afresh and types
+/// the code from its new mail.
+#[actix_web::test]
+async fn the_link_opened_on_another_device_leads_to_a_sign_in_there_with_the_real_broker() {
+    for kind in Kind::ALL {
+        let Some(driver) = Driver::start(kind).await else {
+            continue;
+        };
+        let _one = ONE_AT_A_TIME.lock().await;
+        let (Some(bin), Some(data)) = (broker_binary(), broker_data_dir()) else {
+            assert!(
+                std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_none(),
+                "portier-broker is required here"
+            );
+            eprintln!("browser: portier-broker is not installed; skipped");
+            continue;
+        };
+        let broker = RealBroker::start(&bin, &data).await;
+        let app = spawn_app_on(
+            TestDb::new().await,
+            TestBroker::start("127.0.0.1"),
+            &[("BROKER_URL", &broker.origin), ("SIGNUP_MODE", "open")],
+            &[],
+        )
+        .await;
+        let laptop = driver.browser("device-laptop").await;
+        laptop.goto(&format!("{}/", app.public_url)).await;
+        ask_to_sign_in(&laptop, &app, "Dee@Example.com", &broker.origin).await;
+        let mail = broker.wait_for_mail().await;
+
+        let phone = driver.browser("device-phone").await;
+        open_mail_link(&phone, &confirmation_link(&mail, &broker.origin), &app).await;
+        phone.wait_for_text("Sign in on this device instead").await;
+        phone.capture("refused-with-offer").await;
+        phone.click("form.sign-in-here button").await;
+        phone
+            .wait_for_url("the broker", |u| u.starts_with(&broker.origin))
+            .await;
+        let mail = broker.wait_for_mail().await;
+        open_mail_link(&phone, &confirmation_link(&mail, &broker.origin), &app).await;
+        phone
+            .wait_for_url("the members page", |u| u.ends_with("/members"))
+            .await;
+        phone.wait_for_text("dee@example.com").await;
+        phone.capture("signed-in-on-the-phone").await;
+        phone.close().await;
+        assert_eq!(
+            app.count("SELECT COUNT(*) FROM sessions WHERE member_id IS NOT NULL")
+                .await,
+            1,
+            "only the phone is signed in"
+        );
+
+        // The laptop starts again and types the code from the new mail into the broker's page.
+        laptop.goto(&format!("{}/", app.public_url)).await;
+        ask_to_sign_in(&laptop, &app, "dee@example.com", &broker.origin).await;
+        let mail = broker.wait_for_mail().await;
+        let (_, code) = crate::real_broker::confirmation(&mail, &broker.origin);
+        laptop.type_into("input[name=code]", &code).await;
+        laptop.click("#form button").await;
+        laptop
+            .wait_for_url("the members page", |u| {
+                u.starts_with(&app.public_url) && u.ends_with("/members")
+            })
+            .await;
+        laptop.wait_for_text("dee@example.com").await;
+        laptop.close().await;
+    }
+}

@@ -218,7 +218,7 @@ pub fn confirmation_link(mail: &str, broker: &str) -> String {
 }
 
 /// The `session` and `code` of the confirmation link in the email.
-fn confirmation(mail: &str, broker: &str) -> (String, String) {
+pub fn confirmation(mail: &str, broker: &str) -> (String, String) {
     let link = confirmation_link(mail, broker);
     let url = url::Url::parse(&link).expect("confirmation link");
     let get = |name: &str| {
