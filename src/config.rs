@@ -343,11 +343,10 @@ impl Config {
         if !self.login_binding || self.is_https() {
             return None;
         }
-        let host = Url::parse(&self.public_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        if matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") {
+        if matches!(
+            host_of(&self.public_url).as_str(),
+            "localhost" | "127.0.0.1" | "[::1]"
+        ) {
             return None;
         }
         Some(format!(
@@ -356,6 +355,11 @@ impl Config {
              or set LOGIN_BINDING=off (see SECURITY.md).",
             self.public_url
         ))
+    }
+
+    /// The host name of `PUBLIC_URL` (in mail senders and Message-IDs).
+    pub fn public_host(&self) -> String {
+        host_of(&self.public_url)
     }
 
     /// The Portier `redirect_uri`: where the broker posts the result.
@@ -390,13 +394,17 @@ impl fmt::Debug for Config {
     }
 }
 
-/// The sender when `MAIL_FROM` is not set: the site's name at `noreply@` its host.
-fn default_mail_from(site_name: &str, public_url: &str) -> String {
-    let host = Url::parse(public_url)
+/// The host of an origin that [`parse_origin`] accepted.
+fn host_of(origin: &str) -> String {
+    Url::parse(origin)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| "localhost".into());
-    let address = format!("noreply@{host}");
+        .unwrap_or_default()
+}
+
+/// The sender when `MAIL_FROM` is not set: the site's name at `noreply@` its host.
+fn default_mail_from(site_name: &str, public_url: &str) -> String {
+    let address = format!("noreply@{}", host_of(public_url));
     // The name is only decoration: fall back to the bare address if it cannot be encoded.
     match address.parse::<lettre::Address>() {
         Ok(a) => lettre::message::Mailbox::new(Some(site_name.to_owned()), a).to_string(),

@@ -135,6 +135,14 @@ pub enum ChangeError {
     /// The member is not in a state the change applies to (e.g. approving an active member).
     #[error("that change does not apply to a member who is {0}")]
     NotApplicable(String),
+    /// The member is listed in `ADMIN_EMAILS`, so demoting or removing them would be undone
+    /// at their next sign-in.
+    #[error(
+        "{0} is listed in ADMIN_EMAILS, so they would be an admin again at their next sign-in. \
+         Take the address out of ADMIN_EMAILS and restart the site first (or suspend them, \
+         which takes effect at once)"
+    )]
+    ListedAdmin(String),
     /// The address belongs to another member.
     #[error("that address already belongs to another member")]
     EmailTaken,
@@ -154,6 +162,35 @@ async fn why_not(pool: &Pool, id: &str) -> ChangeError {
         Ok(Some(m)) if m.role == "admin" && m.status == "active" => ChangeError::LastAdmin,
         Ok(Some(m)) => ChangeError::NotApplicable(m.status),
     }
+}
+
+/// Whether `email` is listed in `ADMIN_EMAILS`: such a member is an admin whenever they sign
+/// in, whatever the admin page did.
+pub fn is_listed_admin(admin_emails: &[EmailAddress], email: &str) -> bool {
+    admin_emails.iter().any(|e| e.as_str() == email)
+}
+
+/// Refuses to demote or remove a member listed in `ADMIN_EMAILS` (the next sign-in would undo
+/// it), unless they are the last active admin: then the last-admin rule refuses, with its own
+/// reason.
+pub async fn refuse_listed_admin(
+    pool: &Pool,
+    admin_emails: &[EmailAddress],
+    id: &str,
+) -> Result<(), ChangeError> {
+    let Some(member) = db::members::find_by_id(pool, id).await? else {
+        return Ok(());
+    };
+    if !is_listed_admin(admin_emails, &member.email) {
+        return Ok(());
+    }
+    let last = member.role == "admin"
+        && member.status == "active"
+        && db::members::active_admins(pool).await? <= 1;
+    if last {
+        return Ok(());
+    }
+    Err(ChangeError::ListedAdmin(member.email))
 }
 
 /// An admin's change of status: approve (`pending` to `active`), suspend (`active` to

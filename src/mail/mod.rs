@@ -211,10 +211,6 @@ impl Mailer {
             .mail_from
             .parse::<Mailbox>()
             .map_err(|e| anyhow::anyhow!("MAIL_FROM cannot be used: {e}"))?;
-        let message_id_host = url::Url::parse(&config.public_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| "localhost".into());
         Ok(Mailer {
             site: SiteInfo {
                 name: config.site_name.clone(),
@@ -223,7 +219,7 @@ impl Mailer {
             },
             transport,
             from,
-            message_id_host,
+            message_id_host: config.public_host(),
             digest_interval: config.mail_digest_interval.as_secs().max(1) as i64,
             wake: Notify::new(),
         })

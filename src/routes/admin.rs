@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{Admin, html, see_other, when};
 use crate::audit::Action;
 use crate::config::Config;
-use crate::db::{self, Pool, members::ListFilter, members::Member};
+use crate::db::{self, Pool, members::ListFilter};
 use crate::directory::Directory;
 use crate::error::AppError;
 use crate::mail::Mailer;
@@ -105,7 +105,7 @@ async fn render_list(
         .into_iter()
         .map(|member| MemberRow {
             last_login: when(member.last_login_at),
-            listed_admin: listed_admin(config, &member.email),
+            listed_admin: members::is_listed_admin(&config.admin_emails, &member.email),
             member,
         })
         .collect();
@@ -132,24 +132,6 @@ async fn render_list(
             mail_enabled: mailer.enabled(),
         },
     )
-}
-
-/// Whether `member` is the only active admin (then the change is refused for that reason,
-/// whatever else is true).
-async fn last_active_admin(pool: &Pool, member: &Member) -> Result<bool, AppError> {
-    if member.role != "admin" || member.status != "active" {
-        return Ok(false);
-    }
-    let admins = db::members::active_admins(pool)
-        .await
-        .map_err(AppError::internal)?;
-    Ok(admins <= 1)
-}
-
-/// Whether `email` is listed in `ADMIN_EMAILS` (such members are admins whatever this page
-/// does, so it does not offer to demote or remove them).
-fn listed_admin(config: &Config, email: &str) -> bool {
-    config.admin_emails.iter().any(|e| e.as_str() == email)
 }
 
 /// `GET /admin`: the member list with search, filters and pages.
@@ -285,20 +267,6 @@ pub async fn act(
     if action == "remove" && form.confirmed.as_deref() != Some("yes") {
         return Ok(see_other(&format!("/admin/members/{id}/remove")));
     }
-    if matches!(action.as_str(), "make-member" | "remove")
-        && let Some(member) = db::members::find_by_id(pool.get_ref(), &id)
-            .await
-            .map_err(AppError::internal)?
-        && listed_admin(&config, &member.email)
-        && !last_active_admin(pool.get_ref(), &member).await?
-    {
-        return Err(AppError::Conflict(format!(
-            "{} is listed in ADMIN_EMAILS, so they would be an admin again at their next \
-             sign-in. Take the address out of ADMIN_EMAILS and restart the site first (or \
-             suspend them, which takes effect at once). Nothing was changed.",
-            member.email
-        )));
-    }
     let status = |a| members::change_status(&pool, &mailer, actor, &id, a);
     let result = match action.as_str() {
         "approve" => status(Action::MemberApproved).await,
@@ -306,8 +274,15 @@ pub async fn act(
         "reactivate" => status(Action::MemberReactivated).await,
         "reject" => members::reject(&pool, actor, &id).await,
         "make-admin" => members::change_role(&pool, actor, &id, "admin").await,
-        "make-member" => members::change_role(&pool, actor, &id, "member").await,
-        "remove" => members::remove(&pool, actor, &id, Action::MemberRemoved).await,
+        "make-member" => match members::refuse_listed_admin(&pool, &config.admin_emails, &id).await
+        {
+            Ok(()) => members::change_role(&pool, actor, &id, "member").await,
+            Err(e) => Err(e),
+        },
+        "remove" => match members::refuse_listed_admin(&pool, &config.admin_emails, &id).await {
+            Ok(()) => members::remove(&pool, actor, &id, Action::MemberRemoved).await,
+            Err(e) => Err(e),
+        },
         _ => return Err(AppError::NotFound),
     };
     match result {
@@ -316,6 +291,9 @@ pub async fn act(
             Ok(see_other(&format!("/admin?notice={action}")))
         }
         Err(ChangeError::NotFound) => Err(AppError::NotFound),
+        Err(e @ ChangeError::ListedAdmin(_)) => {
+            Err(AppError::Conflict(format!("{e}. Nothing was changed.")))
+        }
         Err(
             e @ (ChangeError::LastAdmin | ChangeError::NotApplicable(_) | ChangeError::Invalid(_)),
         ) => Err(AppError::Conflict(format!(

@@ -588,11 +588,16 @@ impl TestApp {
 /// Where every HTML page the tests receive is kept, once per distinct page, for the HTML
 /// checker that CI runs over them: `target/pages/`.
 pub fn pages_dir() -> PathBuf {
-    let target = std::env::current_exe()
+    target_dir().join("pages")
+}
+
+/// The target directory the test binary runs from (`target/debug/deps/api-…` is three
+/// levels below it).
+pub fn target_dir() -> PathBuf {
+    std::env::current_exe()
         .ok()
         .and_then(|p| Some(p.parent()?.parent()?.parent()?.to_path_buf()))
-        .expect("target dir");
-    target.join("pages")
+        .expect("target dir")
 }
 
 /// Keeps one of our pages for the HTML checker (named by its hash, so each distinct page is

@@ -256,38 +256,9 @@ async fn a_real_sign_in_through_the_real_broker() {
             .starts_with(&format!("{}/auth?", broker.origin))
     );
 
-    // The broker's page, without JavaScript: ask for the email.
-    let client = awc::Client::builder().disable_redirects().finish();
-    let mut res = client
-        .get(auth.url.as_str())
-        .insert_header(("accept", "application/json"))
-        .send()
-        .await
-        .expect("GET /auth");
-    let body: Value = res.json().await.expect("auth answer");
-    assert_eq!(
-        body["result"],
-        "verification_code_sent",
-        "{body} {}",
-        broker.log_text()
-    );
-
-    // The person opens the email and confirms with the code in it.
-    let mail = broker.wait_for_mail().await;
-    let (session, code) = confirmation(&mail, &broker.origin);
-    let mut res = client
-        .post(format!("{}/confirm", broker.origin))
-        .insert_header(("accept", "application/json"))
-        .send_form(&[
-            ("session", session.as_str()),
-            ("code", code.as_str()),
-            ("device_ok", "1"),
-        ])
-        .await
-        .expect("POST /confirm");
-    assert_eq!(res.status(), StatusCode::OK, "{}", broker.log_text());
-    let body: Value = res.json().await.expect("confirm answer");
-    let token = body["id_token"].as_str().expect("an id_token").to_owned();
+    // The broker's page, without JavaScript: ask for the email, then confirm with the code
+    // in it.
+    let token = broker_confirms(&broker, auth.url.as_str()).await;
 
     // A tampered copy (another address in the payload) is refused and burns nothing.
     let parts: Vec<&str> = token.split('.').collect();

@@ -275,11 +275,7 @@ pub struct Browser<'a> {
 
 /// Where screenshots go: `target/screenshots/`.
 pub fn screenshot_dir() -> PathBuf {
-    let target = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.parent()?.parent()?.to_path_buf()))
-        .expect("target dir");
-    let dir = target.join("screenshots");
+    let dir = crate::helpers::target_dir().join("screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     dir
 }
