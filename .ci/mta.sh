@@ -80,6 +80,11 @@ if ! id "$MAIL_USER" >/dev/null 2>&1; then
 fi
 home="$(getent passwd "$MAIL_USER" | cut -d: -f6)"
 [ -d "$home" ] || install -d -o "$MAIL_USER" -g "$MAIL_USER" -m 0755 "$home"
+# The Maildir exists before the first delivery (postfix would make it then), so that a test can
+# tell a machine with this mailbox from one without.
+for sub in "" /new /cur /tmp; do
+  install -d -o "$MAIL_USER" -g "$MAIL_USER" -m 0700 "$home/Maildir$sub"
+done
 
 # 4. Start, or reload (restart when the listening addresses changed, which reload ignores).
 if postfix status >/dev/null 2>&1; then

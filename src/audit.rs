@@ -1,12 +1,109 @@
 //! The audit log: who did what, kept for `AUDIT_RETENTION`.
 //!
-//! Entries name members by id and addresses only by SHA-256, so deleting a member leaves no
-//! readable trace of their address.
+//! Entries name members by id and addresses only by a keyed hash (HMAC-SHA256 with a key
+//! derived from the session key), so deleting a member leaves no readable trace of their
+//! address: a bare SHA-256 could be reversed by hashing a list of likely addresses, the keyed
+//! hash only by someone who also holds the key.
 
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 use sqlx::{Any, Executor};
 
-use crate::db::{self, audit::Entry};
-use crate::security::sha256_hex;
+use crate::db::{self, Pool, audit::Entry};
+use crate::sessions::hex;
+
+/// Hashes addresses for the audit log and the rate limits' counters: HMAC-SHA256 under a key
+/// of its own, derived from the session cookie key (so it is kept wherever that key is kept:
+/// `SESSION_KEY`, or the database).
+#[derive(Clone)]
+pub struct AddressHasher {
+    key: Vec<u8>,
+}
+
+/// An address as the audit log keeps it; made only by [`AddressHasher::hash`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressHash(String);
+
+impl AddressHasher {
+    /// The hasher for a site with this session cookie key.
+    pub fn new(cookie_key: &actix_web::cookie::Key) -> AddressHasher {
+        let mut mac = keyed(cookie_key.master());
+        mac.update(b"clubhouse: audit and rate-limit address hashes, v1");
+        AddressHasher {
+            key: mac.finalize().into_bytes().to_vec(),
+        }
+    }
+
+    /// The keyed hash of a normalized address, as lowercase hex.
+    pub fn hash(&self, email: &str) -> AddressHash {
+        let mut mac = keyed(&self.key);
+        mac.update(email.as_bytes());
+        AddressHash(hex(&mac.finalize().into_bytes()))
+    }
+}
+
+impl AddressHash {
+    /// The hash as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn keyed(key: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+}
+
+/// The hasher for this site, after converting the log's old address hashes if it has any
+/// (see [`key_old_hashes`]). The server and the command line call this before writing.
+pub async fn prepare_hasher(
+    pool: &Pool,
+    cookie_key: &actix_web::cookie::Key,
+) -> Result<AddressHasher, sqlx::Error> {
+    let hasher = AddressHasher::new(cookie_key);
+    let converted = key_old_hashes(pool, &hasher).await?;
+    if converted > 0 {
+        tracing::info!(
+            entries = converted,
+            "the audit log's address hashes are now keyed (HMAC-SHA256)"
+        );
+    }
+    Ok(hasher)
+}
+
+/// The setting that records that the log's address hashes are keyed.
+const HASHES_KEYED: &str = "audit_address_hashes";
+
+/// Converts the address hashes of a log written before they were keyed (bare SHA-256), once:
+/// the hash of a current member's address becomes its keyed hash, and any other (an address
+/// no longer on the list) becomes the keyed hash of the old value, so that entries about one
+/// address still match each other but can no longer be reversed. In one transaction; later
+/// starts find the setting and do nothing.
+pub async fn key_old_hashes(pool: &Pool, hasher: &AddressHasher) -> Result<u64, sqlx::Error> {
+    let mut tx = db::begin_write(pool).await?;
+    if db::settings::get(&mut *tx, HASHES_KEYED).await?.is_some() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let by_bare_hash: std::collections::HashMap<String, String> = db::members::all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|m| (hex(&Sha256::digest(m.email.as_bytes())), m.email))
+        .collect();
+    let old = db::audit::email_hashes(&mut *tx).await?;
+    let mut converted = 0;
+    for (id, bare) in old {
+        let keyed = match by_bare_hash.get(&bare) {
+            Some(email) => hasher.hash(email),
+            None => hasher.hash(&format!("sha256:{bare}")),
+        };
+        db::audit::set_email_hash(&mut *tx, &id, keyed.as_str()).await?;
+        converted += 1;
+    }
+    db::settings::set(&mut *tx, HASHES_KEYED, "hmac-sha256-v1").await?;
+    tx.commit().await?;
+    Ok(converted)
+}
 
 /// Everything the log records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +205,8 @@ pub struct Event<'a> {
     pub actor: Option<&'a str>,
     /// The member acted upon.
     pub subject: Option<&'a str>,
-    /// The address concerned (stored hashed).
-    pub email: Option<&'a str>,
+    /// The address concerned, hashed.
+    pub email: Option<AddressHash>,
     /// A reason or value; never an address.
     pub detail: &'a str,
 }
@@ -130,8 +227,42 @@ pub async fn record<'c>(
             action: action.as_str().to_owned(),
             actor_id: event.actor.map(str::to_owned),
             subject_id: event.subject.map(str::to_owned),
-            email_hash: event.email.map(sha256_hex),
+            email_hash: event.email.map(|h| h.0),
             detail: event.detail.to_owned(),
+            occurrences: 1,
+        },
+    )
+    .await
+}
+
+/// Counts one more occurrence of something that may repeat many times a minute (a refused
+/// sign-in token, say): all occurrences of `action` with the same `detail` within one minute
+/// are one entry, whose count grows. `detail` names the client and the reason.
+pub async fn record_folded<'c>(
+    db: impl Executor<'c, Database = Any>,
+    action: Action,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    let now = db::now();
+    let minute = now - now.rem_euclid(60);
+    // The entry's id is a digest of what it folds, so every instance finds the same one.
+    let digest = Sha256::digest(format!("{}|{minute}|{detail}", action.as_str()));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let id = uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string();
+    db::audit::insert_or_count(
+        db,
+        &Entry {
+            id,
+            at: now,
+            action: action.as_str().to_owned(),
+            actor_id: None,
+            subject_id: None,
+            email_hash: None,
+            detail: detail.to_owned(),
+            occurrences: 1,
         },
     )
     .await

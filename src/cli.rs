@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::audit::{self, Action, Event};
+use crate::audit::{self, AddressHasher};
 use crate::config::Config;
-use crate::db::{self, Pool, members::Member};
+use crate::db::{self, Pool};
 use crate::email::EmailAddress;
-use crate::member_csv;
-use crate::members::default_display_name;
+use crate::{member_csv, members, sessions};
 
 /// A members-only website that signs people in with Portier.
 #[derive(Debug, Parser)]
@@ -97,6 +96,16 @@ async fn open(config: &Config, migrate: bool) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// The audit log's address hasher, as the server makes it (the log's old hashes converted).
+async fn hasher(config: &Config, pool: &Pool) -> anyhow::Result<AddressHasher> {
+    let key = sessions::cookie_key(config.session_key.as_ref(), pool)
+        .await
+        .context("could not load the session key")?;
+    audit::prepare_hasher(pool, &key)
+        .await
+        .context("could not convert the audit log's address hashes")
+}
+
 /// Runs a command other than `serve`, writing its output to `out`.
 pub async fn run(command: Command, config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
     if let Command::Backup { file } = &command {
@@ -115,7 +124,10 @@ pub async fn run(command: Command, config: &Config, out: &mut impl Write) -> any
         }
         Command::Admin {
             command: AdminCommand::Add { email },
-        } => add_admin(&pool, &email, out).await,
+        } => match hasher(config, &pool).await {
+            Ok(hasher) => add_admin(&pool, &hasher, &email, out).await,
+            Err(e) => Err(e),
+        },
         Command::Members { command } => match command {
             MembersCommand::List => list(&pool, out).await,
             MembersCommand::Export => {
@@ -201,41 +213,15 @@ async fn copy_to(source: &Pool, target_url: &str, out: &mut impl Write) -> anyho
     result
 }
 
-async fn add_admin(pool: &Pool, raw: &str, out: &mut impl Write) -> anyhow::Result<()> {
+async fn add_admin(
+    pool: &Pool,
+    hasher: &AddressHasher,
+    raw: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let email =
         EmailAddress::parse(raw).map_err(|e| anyhow::anyhow!("{raw} cannot be used: {e}"))?;
-    let mut tx = db::begin_write(pool).await?;
-    let member = Member {
-        id: uuid::Uuid::new_v4().to_string(),
-        email: email.as_str().to_owned(),
-        display_name: default_display_name(&email),
-        role: "admin".into(),
-        status: "active".into(),
-        created_at: db::now(),
-        last_login_at: None,
-    };
-    // An existing member keeps their name; role and status become admin and active.
-    let existing = db::members::find_by_email(&mut *tx, email.as_str()).await?;
-    let member = match &existing {
-        Some(old) => Member {
-            display_name: old.display_name.clone(),
-            ..member
-        },
-        None => member,
-    };
-    db::members::upsert(&mut *tx, &member, true, true).await?;
-    let id = existing.map(|m| m.id).unwrap_or(member.id);
-    audit::record(
-        &mut *tx,
-        Action::AdminAdded,
-        Event {
-            subject: Some(&id),
-            email: Some(email.as_str()),
-            ..Event::default()
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    members::add_admin(pool, hasher, &email).await?;
     writeln!(out, "{email} is now an active admin")?;
     Ok(())
 }

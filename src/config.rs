@@ -52,6 +52,11 @@ pub struct Config {
     pub rate_limit_login_per_ip: Option<Limit>,
     /// Sign-ins that may be started for one address per window (`None`: no limit).
     pub rate_limit_login_per_email: Option<Limit>,
+    /// `RATE_LIMIT_LOGIN_PER_EMAIL_ALL`: sign-ins per address from all networks together
+    /// (default `20/15m`); counted only for starts the two limits above let through.
+    pub rate_limit_login_per_email_all: Option<Limit>,
+    /// `RATE_LIMIT_REFUSED_PER_IP`: refused sign-in tokens per client network (default `20/1m`).
+    pub rate_limit_refused_per_ip: Option<Limit>,
     /// Proxies whose `X-Forwarded-For` is believed when they are the peer.
     pub trusted_proxies: Vec<IpAddr>,
     /// Who may become a member.
@@ -174,6 +179,16 @@ impl Config {
             "BROKER_URL",
             &var("BROKER_URL").unwrap_or_else(|| "https://broker.portier.io".into()),
         )?;
+        if !is_https_or_loopback(&broker_url) {
+            return Err(invalid(
+                "BROKER_URL",
+                format!(
+                    "{broker_url:?} must start with https:// (the broker's keys decide who may \
+                     sign in, so they must not travel in clear); http:// is accepted only for a \
+                     broker on this machine (localhost, 127.0.0.1, [::1]), for testing"
+                ),
+            ));
+        }
         let session_key = var("SESSION_KEY").map(SecretString::from);
         if let Some(key) = &session_key {
             crate::sessions::cookie_key_from_base64(key)
@@ -206,8 +221,11 @@ impl Config {
         };
         let rate_limit_login_per_ip = limit("RATE_LIMIT_LOGIN_PER_IP", "10/1m")?;
         let rate_limit_login_per_email = limit("RATE_LIMIT_LOGIN_PER_EMAIL", "5/15m")?;
+        let rate_limit_login_per_email_all = limit("RATE_LIMIT_LOGIN_PER_EMAIL_ALL", "20/15m")?;
+        let rate_limit_refused_per_ip = limit("RATE_LIMIT_REFUSED_PER_IP", "20/1m")?;
         let trusted_proxies = parse_list(&var, "TRUSTED_PROXIES", |s| {
             s.parse::<IpAddr>()
+                .map(crate::security::canonical_ip)
                 .map_err(|_| format!("{s:?} is not an IP address"))
         })?;
         let signup_mode = match var("SIGNUP_MODE").as_deref() {
@@ -308,6 +326,8 @@ impl Config {
             login_binding,
             rate_limit_login_per_ip,
             rate_limit_login_per_email,
+            rate_limit_login_per_email_all,
+            rate_limit_refused_per_ip,
             trusted_proxies,
             signup_mode,
             allowed_domains,
@@ -409,6 +429,30 @@ fn default_mail_from(site_name: &str, public_url: &str) -> String {
     match address.parse::<lettre::Address>() {
         Ok(a) => lettre::message::Mailbox::new(Some(site_name.to_owned()), a).to_string(),
         Err(_) => address,
+    }
+}
+
+/// Whether `url` is https, or http to this machine (`localhost`, a loopback address): the rule
+/// for `BROKER_URL` and for the endpoints its discovery document names.
+pub fn is_https_or_loopback(url: &str) -> bool {
+    let Ok(url) = Url::parse(url) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback_host(url.host()),
+        _ => false,
+    }
+}
+
+fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
     }
 }
 
@@ -643,6 +687,29 @@ mod tests {
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{e}");
+        }
+    }
+
+    #[test]
+    fn the_broker_must_be_https_unless_on_this_machine() {
+        for ok in [
+            "https://broker.example.org",
+            "http://localhost:3333",
+            "http://127.0.0.1:3333",
+            "http://127.8.9.1",
+            "http://[::1]:3333",
+        ] {
+            assert!(config(&[("BROKER_URL", ok)]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://broker.example.org",
+            "http://10.0.0.1:3333",
+            "http://localhost.example.org",
+            "http://[2001:db8::1]",
+        ] {
+            let e = config(&[("BROKER_URL", bad)]).unwrap_err();
+            assert_eq!(e.name, "BROKER_URL", "{bad}");
+            assert!(e.to_string().contains("must start with https://"), "{e}");
         }
     }
 

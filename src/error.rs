@@ -43,11 +43,14 @@ pub enum AppError {
     /// 403: a state-changing form without a valid CSRF token, or sent from another site.
     #[error("CSRF check failed: {0}")]
     CsrfRejected(&'static str),
-    /// 429: too many sign-ins started; `retry_after` seconds until the window ends.
+    /// 429: too many sign-ins started, or too many refused from one network; `retry_after`
+    /// seconds until the window ends.
     #[error("rate limited")]
     RateLimited {
         /// Seconds until another attempt is allowed.
         retry_after: u64,
+        /// What was counted.
+        what: Limited,
     },
     /// 413: the request body is larger than the site accepts.
     #[error("request body too large")]
@@ -98,6 +101,15 @@ impl AppError {
             AppError::Internal(e)
         }
     }
+}
+
+/// What a rate limit counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// Sign-ins (or address changes) started, per network and per address.
+    Starts,
+    /// Sign-in tokens refused, per network.
+    Refusals,
 }
 
 /// Why a verified visitor was not let in.
@@ -228,15 +240,23 @@ impl ResponseError for AppError {
                     sign_in_here: None,
                 }
             }
-            AppError::RateLimited { retry_after } => {
-                tracing::info!(retry_after, "sign-in rate limited");
+            AppError::RateLimited { retry_after, what } => {
+                tracing::info!(retry_after, ?what, "rate limited");
                 let wait = wait_text(*retry_after);
-                let details = ErrorDetails {
-                    title: "Too many sign-in attempts".into(),
-                    message: format!(
+                let message = match what {
+                    Limited::Starts => format!(
                         "Too many sign-ins were started from here or for this address. \
                          Please wait {wait} and try again."
                     ),
+                    Limited::Refusals => format!(
+                        "Too many sign-in links or codes from your network were refused in a \
+                         short time, so this one was not looked at. Please wait {wait}, then \
+                         start again from the front page."
+                    ),
+                };
+                let details = ErrorDetails {
+                    title: "Too many sign-in attempts".into(),
+                    message,
                     reference: None,
                     offer_sign_in: true,
                     sign_in_here: None,

@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 
 use crate::audit::{self, Action, Event};
-use crate::db::{self, Pool, members::Member};
+use crate::db::{self, Pool, members::Member, members::MemberChange};
 use crate::email::EmailAddress;
-use crate::members::{MAX_NAME, default_display_name};
+use crate::members::{check_display_name, default_display_name};
 
 /// The export's header.
 pub const HEADER: [&str; 6] = [
@@ -26,19 +26,47 @@ fn time(t: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
-/// The member list as CSV.
+/// Whether a spreadsheet would read `cell` as a formula: it starts with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return (OWASP's list), possibly after apostrophes.
+fn reads_as_formula(cell: &str) -> bool {
+    cell.trim_start_matches('\'')
+        .starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A cell as the export writes it: one that a spreadsheet would run as a formula gets a leading
+/// `'`, which spreadsheets show as text. A cell that starts with apostrophes before such a
+/// character gets one more, so that [`restore`] can undo exactly this.
+pub fn neutralize(cell: &str) -> std::borrow::Cow<'_, str> {
+    if reads_as_formula(cell) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// Undoes [`neutralize`]: removes the one `'` it adds. Other cells are left as they are, so a
+/// name such as `'Tis` in a file written by hand keeps its apostrophe.
+pub fn restore(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if reads_as_formula(rest) => rest,
+        _ => cell,
+    }
+}
+
+/// The member list as CSV. No cell can run as a spreadsheet formula (see [`neutralize`]).
 pub fn export(members: &[Member]) -> Result<String, csv::Error> {
     let mut out = csv::Writer::from_writer(Vec::new());
     out.write_record(HEADER)?;
     for m in members {
-        out.write_record([
-            m.email.as_str(),
-            m.display_name.as_str(),
-            m.role.as_str(),
-            m.status.as_str(),
-            &time(Some(m.created_at)),
-            &time(m.last_login_at),
-        ])?;
+        let cells = [
+            m.email.clone(),
+            m.display_name.clone(),
+            m.role.clone(),
+            m.status.clone(),
+            time(Some(m.created_at)),
+            time(m.last_login_at),
+        ];
+        out.write_record(cells.iter().map(|c| neutralize(c).into_owned()))?;
     }
     let bytes = out.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -122,12 +150,14 @@ pub fn check(text: &str) -> Import {
             }
         };
         let line = record.position().map(|p| p.line()).unwrap_or(0);
+        // Every cell is read as the export wrote it: a formula guard it added is taken off.
         let field = |i: Option<usize>| {
             i.and_then(|i| record.get(i))
+                .map(restore)
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
-        let raw_email = record.get(email_col).unwrap_or_default().to_owned();
+        let raw_email = restore(record.get(email_col).unwrap_or_default()).to_owned();
         if record.iter().all(str::is_empty) {
             continue;
         }
@@ -164,11 +194,9 @@ pub fn check(text: &str) -> Import {
             ));
         }
         if let Some(name) = &row.display_name
-            && (name.chars().count() > MAX_NAME || name.chars().any(char::is_control))
+            && let Err(why) = check_display_name(name)
         {
-            problems.push(format!(
-                "the display name is longer than {MAX_NAME} characters or has line breaks"
-            ));
+            problems.push(why);
         }
         if !problems.is_empty() {
             row.error = Some(problems.join("; "));
@@ -213,8 +241,10 @@ pub async fn apply(
     }
     let now = db::now();
     let mut applied = Applied::default();
-    let mut tx = db::begin_write(pool).await?;
-    let admins_before = db::members::active_admins(&mut *tx).await?;
+    // The guarded transaction: no other change to roles or statuses runs until this one ends,
+    // so the admin count before and after is exact.
+    let mut change = MemberChange::begin(pool).await?;
+    let admins_before = db::members::active_admins(change.conn()).await?;
     for row in &import.rows {
         let Some(email) = &row.email else { continue };
         let member = Member {
@@ -229,7 +259,7 @@ pub async fn apply(
             created_at: now,
             last_login_at: None,
         };
-        let existing = db::members::find_by_email(&mut *tx, email.as_str()).await?;
+        let existing = db::members::find_by_email(change.conn(), email.as_str()).await?;
         // An existing member keeps their display name unless the file gives one.
         let member = match (&existing, &row.display_name) {
             (Some(old), None) => Member {
@@ -238,7 +268,14 @@ pub async fn apply(
             },
             _ => member,
         };
-        if db::members::upsert(&mut *tx, &member, row.role.is_some(), row.status.is_some()).await? {
+        if db::members::upsert(
+            &mut change,
+            &member,
+            row.role.is_some(),
+            row.status.is_some(),
+        )
+        .await?
+        {
             applied.created += 1;
         } else {
             applied.updated += 1;
@@ -247,16 +284,16 @@ pub async fn apply(
             && row.status.is_some()
             && let Some(old) = existing
         {
-            db::sessions::delete_for_member(&mut *tx, &old.id, None).await?;
+            db::sessions::delete_for_member(change.conn(), &old.id, None).await?;
         }
     }
-    if admins_before > 0 && db::members::active_admins(&mut *tx).await? == 0 {
-        tx.rollback().await?;
+    if admins_before > 0 && db::members::active_admins(change.conn()).await? == 0 {
+        change.rollback().await?;
         return Err(ApplyError::LastAdmin);
     }
     let detail = format!("created={} updated={}", applied.created, applied.updated);
     audit::record(
-        &mut *tx,
+        change.conn(),
         Action::MembersImported,
         Event {
             actor,
@@ -265,7 +302,7 @@ pub async fn apply(
         },
     )
     .await?;
-    tx.commit().await?;
+    change.commit().await?;
     Ok(applied)
 }
 
@@ -300,6 +337,27 @@ mod tests {
         assert!(import.rows[2].error.as_ref().unwrap().contains("boss"));
         assert!(import.rows[3].error.as_ref().unwrap().contains("twice"));
         assert!(import.has_errors());
+    }
+
+    #[test]
+    fn formulas_are_neutralized_and_the_import_undoes_exactly_that() {
+        for (value, exported) in [
+            ("=HYPERLINK(\"https://evil.example\",\"x\")", "'=HYPERLINK"),
+            ("+1 555", "'+1"),
+            ("-5", "'-5"),
+            ("@SUM(A1)", "'@SUM"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("'=already", "''=already"),
+            ("''-twice", "'''-twice"),
+        ] {
+            assert!(neutralize(value).starts_with(exported), "{value:?}");
+            assert_eq!(restore(&neutralize(value)), value);
+        }
+        for plain in ["Alice", "'Tis", "O'Brien", "a=b", "", "'", "1+1"] {
+            assert_eq!(neutralize(plain), plain);
+            assert_eq!(restore(plain), plain, "{plain:?}");
+        }
     }
 
     #[test]

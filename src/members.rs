@@ -2,9 +2,9 @@
 //! change to the member list. Each change is written together with its audit entry in one
 //! transaction.
 
-use crate::audit::{self, Action, Event};
+use crate::audit::{self, Action, AddressHasher, Event};
 use crate::config::{Config, SignupMode};
-use crate::db::{self, Pool, members::Member};
+use crate::db::{self, Pool, members::Member, members::MemberChange};
 use crate::email::EmailAddress;
 use crate::mail::{Mailer, kind as mail_kind};
 use sqlx::AnyConnection;
@@ -42,6 +42,7 @@ pub async fn admit(
     conn: &mut AnyConnection,
     config: &Config,
     mailer: &Mailer,
+    hasher: &AddressHasher,
     email: &EmailAddress,
 ) -> Result<Admission, sqlx::Error> {
     let now = db::now();
@@ -57,7 +58,7 @@ pub async fn admit(
             SignupMode::Approval => "pending",
             SignupMode::Invite => {
                 let event = Event {
-                    email: Some(email.as_str()),
+                    email: Some(hasher.hash(email.as_str())),
                     detail: "not_invited",
                     ..Event::default()
                 };
@@ -74,7 +75,7 @@ pub async fn admit(
             if status == "pending" {
                 let event = Event {
                     subject: Some(&fresh.id),
-                    email: Some(email.as_str()),
+                    email: Some(hasher.hash(email.as_str())),
                     ..Event::default()
                 };
                 audit::record(&mut *conn, Action::MemberRequested, event).await?;
@@ -98,7 +99,7 @@ pub async fn admit(
     if let Some((admission, reason)) = refused {
         let event = Event {
             subject: Some(&member.id),
-            email: Some(email.as_str()),
+            email: Some(hasher.hash(email.as_str())),
             detail: reason,
             ..Event::default()
         };
@@ -114,13 +115,45 @@ pub async fn admit(
     Ok(Admission::Admitted(member))
 }
 
-/// The local part of the address, until the member chooses a name.
+/// The local part of the address, until the member chooses a name (without any character a
+/// display name may not hold).
 pub fn default_display_name(email: &EmailAddress) -> String {
     email
         .as_str()
         .rsplit_once('@')
-        .map(|(local, _)| local.to_owned())
+        .map(|(local, _)| {
+            local
+                .chars()
+                .filter(|c| !is_forbidden_in_name(*c))
+                .collect()
+        })
         .unwrap_or_default()
+}
+
+/// Characters a display name may not hold: control characters (line breaks, tabs, escapes)
+/// and the bidirectional embeddings, overrides and isolates, which make a name read
+/// differently from what it is (`U+202E` shows "evil.exe" reversed, for instance).
+pub fn is_forbidden_in_name(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks a display name (already trimmed): 1 to [`MAX_NAME`] characters, none of them
+/// [forbidden](is_forbidden_in_name). The error says what is wrong.
+pub fn check_display_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(format!(
+            "A display name has 1 to {MAX_NAME} characters; this one has {}.",
+            name.chars().count()
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| is_forbidden_in_name(*c)) {
+        return Err(format!(
+            "A display name cannot hold line breaks, tabs or other control characters, nor \
+             characters that change the direction of the text (this one holds U+{:04X}).",
+            u32::from(c)
+        ));
+    }
+    Ok(())
 }
 
 /// Why a change to the member list was not made.
@@ -132,8 +165,14 @@ pub enum ChangeError {
     /// The change would leave the site without an active admin.
     #[error("the last active admin cannot be demoted, suspended or removed")]
     LastAdmin,
-    /// The member is not in a state the change applies to (e.g. approving an active member).
-    #[error("that change does not apply to a member who is {0}")]
+    /// The member is not (or no longer) in the state the change applies to: approving a member
+    /// another admin has just approved, rejecting one they have just approved. The text names
+    /// the state they are in now.
+    #[error(
+        "this member is {0} now: their state changed after the page you acted on was shown \
+         (perhaps another admin acted on them meanwhile), so the change you chose no longer \
+         applies"
+    )]
     NotApplicable(String),
     /// The member is listed in `ADMIN_EMAILS`, so demoting or removing them would be undone
     /// at their next sign-in.
@@ -208,27 +247,27 @@ pub async fn change_status(
         Action::MemberReactivated => ("suspended", "active"),
         _ => return Err(ChangeError::Invalid("not a status change".into())),
     };
-    let mut tx = db::begin_write(pool).await?;
-    if !db::members::set_status(&mut *tx, id, from, to).await? {
-        tx.rollback().await?;
+    let mut change = MemberChange::begin(pool).await?;
+    if !db::members::set_status(&mut change, id, from, to).await? {
+        change.rollback().await?;
         return Err(why_not(pool, id).await);
     }
     if to == "suspended" {
-        db::sessions::delete_for_member(&mut *tx, id, None).await?;
+        db::sessions::delete_for_member(change.conn(), id, None).await?;
     }
     if action == Action::MemberApproved && mailer.enabled() {
-        let member = db::members::find_by_id(&mut *tx, id)
+        let member = db::members::find_by_id(change.conn(), id)
             .await?
             .ok_or(ChangeError::NotFound)?;
         let mail = mailer.approved(&member.email).map_err(|e| {
             ChangeError::Invalid(format!("the approval mail could not be written: {e}"))
         })?;
         mailer
-            .queue(&mut tx, mail_kind::APPROVED, &member.email, &mail)
+            .queue(change.conn(), mail_kind::APPROVED, &member.email, &mail)
             .await?;
     }
     audit::record(
-        &mut *tx,
+        change.conn(),
         action,
         Event {
             actor: Some(actor),
@@ -237,33 +276,31 @@ pub async fn change_status(
         },
     )
     .await?;
-    tx.commit().await?;
+    change.commit().await?;
     mailer.wake();
     Ok(())
 }
 
-/// An admin rejects a pending request: the row is deleted.
+/// An admin rejects a pending request: the row is deleted, only if it is still pending (another
+/// admin may have approved it since the page was shown).
 pub async fn reject(pool: &Pool, actor: &str, id: &str) -> Result<(), ChangeError> {
-    match db::members::find_by_id(pool, id).await? {
-        None => Err(ChangeError::NotFound),
-        Some(m) if m.status != "pending" => Err(ChangeError::NotApplicable(m.status)),
-        Some(_) => {
-            let mut tx = db::begin_write(pool).await?;
-            db::members::delete(&mut *tx, id).await?;
-            audit::record(
-                &mut *tx,
-                Action::MemberRejected,
-                Event {
-                    actor: Some(actor),
-                    subject: Some(id),
-                    ..Event::default()
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        }
+    let mut change = MemberChange::begin(pool).await?;
+    if !db::members::delete_if_status(&mut change, id, "pending").await? {
+        change.rollback().await?;
+        return Err(why_not(pool, id).await);
     }
+    audit::record(
+        change.conn(),
+        Action::MemberRejected,
+        Event {
+            actor: Some(actor),
+            subject: Some(id),
+            ..Event::default()
+        },
+    )
+    .await?;
+    change.commit().await?;
+    Ok(())
 }
 
 /// An admin changes a member's role (`member` or `admin`).
@@ -276,9 +313,9 @@ pub async fn change_role(
     if role != "member" && role != "admin" {
         return Err(ChangeError::Invalid("a role is member or admin".into()));
     }
-    let mut tx = db::begin_write(pool).await?;
-    if !db::members::set_role(&mut *tx, id, role).await? {
-        tx.rollback().await?;
+    let mut change = MemberChange::begin(pool).await?;
+    if !db::members::set_role(&mut change, id, role).await? {
+        change.rollback().await?;
         return match db::members::find_by_id(pool, id).await? {
             None => Err(ChangeError::NotFound),
             Some(m) if m.role == role => Ok(()),
@@ -286,7 +323,7 @@ pub async fn change_role(
         };
     }
     audit::record(
-        &mut *tx,
+        change.conn(),
         Action::RoleChanged,
         Event {
             actor: Some(actor),
@@ -296,32 +333,64 @@ pub async fn change_role(
         },
     )
     .await?;
-    tx.commit().await?;
+    change.commit().await?;
     Ok(())
 }
 
 /// Removes a member and their sessions; `action` says whether an admin removed them or they
 /// deleted their own account. Only a hash of the address stays, in the audit log.
-pub async fn remove(pool: &Pool, actor: &str, id: &str, action: Action) -> Result<(), ChangeError> {
-    let Some(member) = db::members::find_by_id(pool, id).await? else {
+pub async fn remove(
+    pool: &Pool,
+    hasher: &AddressHasher,
+    actor: &str,
+    id: &str,
+    action: Action,
+) -> Result<(), ChangeError> {
+    let mut change = MemberChange::begin(pool).await?;
+    let Some(member) = db::members::find_by_id(change.conn(), id).await? else {
+        change.rollback().await?;
         return Err(ChangeError::NotFound);
     };
-    let mut tx = db::begin_write(pool).await?;
-    if !db::members::delete(&mut *tx, id).await? {
-        tx.rollback().await?;
+    if !db::members::delete(&mut change, id).await? {
+        change.rollback().await?;
         return Err(why_not(pool, id).await);
     }
     // An invitation not yet sent would invite someone who is no longer on the list.
-    db::outbox::drop_queued_to(&mut *tx, &member.email).await?;
+    db::outbox::drop_queued_to(change.conn(), &member.email).await?;
     let event = Event {
         actor: Some(actor),
         subject: Some(id),
-        email: Some(&member.email),
+        email: Some(hasher.hash(&member.email)),
         ..Event::default()
     };
-    audit::record(&mut *tx, action, event).await?;
-    tx.commit().await?;
+    audit::record(change.conn(), action, event).await?;
+    change.commit().await?;
     Ok(())
+}
+
+/// Makes an address an active admin, creating the member if needed (the command line's
+/// `admin add`). An existing member keeps their name. Returns the member's id.
+pub async fn add_admin(
+    pool: &Pool,
+    hasher: &AddressHasher,
+    email: &EmailAddress,
+) -> Result<String, ChangeError> {
+    let mut change = MemberChange::begin(pool).await?;
+    let existing = db::members::find_by_email(change.conn(), email.as_str()).await?;
+    let mut member = new_member(email, "admin", "active", db::now());
+    if let Some(old) = &existing {
+        member.display_name = old.display_name.clone();
+    }
+    db::members::upsert(&mut change, &member, true, true).await?;
+    let id = existing.map(|m| m.id).unwrap_or(member.id);
+    let event = Event {
+        subject: Some(&id),
+        email: Some(hasher.hash(email.as_str())),
+        ..Event::default()
+    };
+    audit::record(change.conn(), Action::AdminAdded, event).await?;
+    change.commit().await?;
+    Ok(id)
 }
 
 /// What inviting a list of addresses did, address by address.
@@ -345,6 +414,7 @@ pub struct InviteReport {
 pub async fn invite(
     pool: &Pool,
     mailer: &Mailer,
+    hasher: &AddressHasher,
     inviter: &Member,
     text: &str,
 ) -> Result<InviteReport, ChangeError> {
@@ -369,7 +439,7 @@ pub async fn invite(
                     let event = Event {
                         actor: Some(actor),
                         subject: Some(&fresh.id),
-                        email: Some(email.as_str()),
+                        email: Some(hasher.hash(email.as_str())),
                         ..Event::default()
                     };
                     audit::record(&mut *tx, Action::MemberInvited, event).await?;
@@ -402,11 +472,7 @@ pub const MAX_NAME: usize = 80;
 /// A member renames themselves.
 pub async fn rename(pool: &Pool, id: &str, name: &str) -> Result<(), ChangeError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(ChangeError::Invalid(format!(
-            "A display name has 1 to {MAX_NAME} characters, without line breaks."
-        )));
-    }
+    check_display_name(name).map_err(ChangeError::Invalid)?;
     let mut tx = db::begin_write(pool).await?;
     db::members::set_display_name(&mut *tx, id, name).await?;
     audit::record(
@@ -425,7 +491,14 @@ pub async fn rename(pool: &Pool, id: &str, name: &str) -> Result<(), ChangeError
 
 /// Gives a member the address they have just verified, keeping their id, role and history,
 /// and ends all their sessions (the caller starts a new one for the browser that verified).
-pub async fn change_email(pool: &Pool, id: &str, email: &EmailAddress) -> Result<(), ChangeError> {
+/// Only an active member's address changes, checked in the same statement: one suspended or
+/// removed while the broker was verifying gets `NotFound`.
+pub async fn change_email(
+    pool: &Pool,
+    hasher: &AddressHasher,
+    id: &str,
+    email: &EmailAddress,
+) -> Result<(), ChangeError> {
     let mut tx = db::begin_write(pool).await?;
     match db::members::set_email(&mut *tx, id, email.as_str()).await {
         Ok(true) => {}
@@ -442,7 +515,7 @@ pub async fn change_email(pool: &Pool, id: &str, email: &EmailAddress) -> Result
         Event {
             actor: Some(id),
             subject: Some(id),
-            email: Some(email.as_str()),
+            email: Some(hasher.hash(email.as_str())),
             ..Event::default()
         },
     )

@@ -1,11 +1,15 @@
 //! Rate limits: at most `count` events per `window`, counted in the database so that they hold
 //! across restarts and across instances sharing it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use crate::config::parse_duration;
+use crate::audit::{self, Action, AddressHasher};
+use crate::config::{Config, parse_duration};
 use crate::db::{self, Pool};
+use crate::email::EmailAddress;
 
 /// A limit such as `10/1m`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -71,6 +75,116 @@ pub async fn check(
         .filter(|((_, count), (_, limit))| **count > i64::from(limit.count))
         .map(|((hit, _), _)| (hit.expires_at - now).max(1) as u64)
         .max())
+}
+
+/// Counts the start of a sign-in (or of an address change: both make the broker mail the
+/// address) from client network `network`, for `email` when it is an address.
+///
+/// Three limits: per network (`RATE_LIMIT_LOGIN_PER_IP`), per address *from that network*
+/// (`RATE_LIMIT_LOGIN_PER_EMAIL`), and per address from all networks together
+/// (`RATE_LIMIT_LOGIN_PER_EMAIL_ALL`, higher). The last is counted only for starts the first
+/// two let through, so that one network cannot use it up: someone who starts sign-ins for a
+/// member's address from elsewhere is stopped by their own limits, and the member, on their
+/// own network, still signs in. Together they still cap the mail an inbox gets.
+///
+/// `Ok(Some(seconds))` when a limit is reached.
+pub async fn sign_in_start(
+    pool: &Pool,
+    config: &Config,
+    hasher: &AddressHasher,
+    network: &str,
+    email: Option<&EmailAddress>,
+) -> Result<Option<u64>, sqlx::Error> {
+    let now = db::now();
+    // Addresses are counted by their keyed hash: no address is stored for this.
+    let hash = email.map(|e| hasher.hash(e.as_str()));
+    let mut local = Vec::with_capacity(2);
+    if let Some(limit) = config.rate_limit_login_per_ip {
+        local.push((format!("login-ip:{network}"), limit));
+    }
+    if let (Some(hash), Some(limit)) = (&hash, config.rate_limit_login_per_email) {
+        local.push((format!("login-email:{}:{network}", hash.as_str()), limit));
+    }
+    if let Some(wait) = check(pool, &local, now).await? {
+        return Ok(Some(wait));
+    }
+    match (&hash, config.rate_limit_login_per_email_all) {
+        (Some(hash), Some(limit)) => {
+            let all = [(format!("login-email-all:{}", hash.as_str()), limit)];
+            check(pool, &all, now).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Refused sign-in tokens, per client network: counted in the database (`verify-refused:`
+/// buckets) until a network reaches `RATE_LIMIT_REFUSED_PER_IP`, then remembered here, in this
+/// process, until its window ends, so that a flood of garbage costs no write at all once it
+/// is over the limit. Audit entries for refusals are folded per network, reason and minute.
+#[derive(Default)]
+pub struct RefusalGate {
+    closed: Mutex<HashMap<String, Instant>>,
+}
+
+/// The most networks the gate remembers; beyond that, ended windows are forgotten first.
+const GATE_CAPACITY: usize = 10_000;
+
+impl RefusalGate {
+    fn closed_for(&self, network: &str) -> Option<u64> {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *closed.get(network)?;
+        let now = Instant::now();
+        if now < until {
+            Some((until - now).as_secs().max(1))
+        } else {
+            closed.remove(network);
+            None
+        }
+    }
+
+    fn close(&self, network: &str, seconds: u64) {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if closed.len() >= GATE_CAPACITY {
+            closed.retain(|_, until| *until > now);
+        }
+        if closed.len() < GATE_CAPACITY {
+            closed.insert(network.to_owned(), now + Duration::from_secs(seconds));
+        }
+    }
+
+    /// Whether refusals from `network` are over the limit already (seconds left), without
+    /// touching the database.
+    pub fn is_closed(&self, network: &str) -> Option<u64> {
+        self.closed_for(network)
+    }
+
+    /// Records that a token from `network` was refused for `reason`: counts it against the
+    /// network's limit and in the folded audit entry. `Ok(Some(seconds))` when the network
+    /// is over its limit (nothing more is written for it until the window ends).
+    pub async fn refused(
+        &self,
+        pool: &Pool,
+        config: &Config,
+        network: &str,
+        reason: &str,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        if let Some(wait) = self.closed_for(network) {
+            return Ok(Some(wait));
+        }
+        if let Some(limit) = config.rate_limit_refused_per_ip {
+            let counted = [(format!("verify-refused:{network}"), limit)];
+            if let Some(wait) = check(pool, &counted, db::now()).await? {
+                self.close(network, wait);
+                let detail = format!("too_many_refusals from {network}");
+                audit::record_folded(pool, Action::SignInRefused, &detail).await?;
+                return Ok(Some(wait));
+            }
+        }
+        let detail = format!("{reason} from {network}");
+        audit::record_folded(pool, Action::SignInRefused, &detail).await?;
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -20,10 +20,52 @@ use crate::error::AppError;
 use crate::portier::ATTEMPT_TTL;
 use crate::sessions::hex;
 
-/// The cookie that binds a sign-in to the browser that started it.
-pub const BINDING_COOKIE: &str = "clubhouse_login";
-/// The cookie that holds this browser's CSRF secret.
-pub const CSRF_COOKIE: &str = "clubhouse_csrf";
+/// The names of the site's cookies. On https each carries the `__Host-` prefix: browsers then
+/// accept it only with `Secure`, `Path=/` and no `Domain`, so a page on a sibling subdomain
+/// (`blog.example.org` beside `club.example.org`) can neither plant nor shadow it. On
+/// `http://localhost` browsers ignore prefixes' rules, so the plain names serve there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    /// The session cookie.
+    pub session: &'static str,
+    /// The cookie that binds a sign-in to the browser that started it.
+    pub binding: &'static str,
+    /// The cookie that holds this browser's CSRF secret.
+    pub csrf: &'static str,
+}
+
+impl CookieNames {
+    /// The plain names, for a site on http (development on localhost).
+    pub const PLAIN: CookieNames = CookieNames {
+        session: "clubhouse_session",
+        binding: "clubhouse_login",
+        csrf: "clubhouse_csrf",
+    };
+    /// The prefixed names, for a site on https.
+    pub const HOST: CookieNames = CookieNames {
+        session: "__Host-clubhouse_session",
+        binding: "__Host-clubhouse_login",
+        csrf: "__Host-clubhouse_csrf",
+    };
+
+    /// The names for this site.
+    pub fn for_site(config: &Config) -> CookieNames {
+        if config.is_https() {
+            CookieNames::HOST
+        } else {
+            CookieNames::PLAIN
+        }
+    }
+
+    /// The path of the binding cookie: only `/verify` reads it; `__Host-` requires `/`.
+    fn binding_path(&self) -> &'static str {
+        if self.binding.starts_with("__Host-") {
+            "/"
+        } else {
+            "/verify"
+        }
+    }
+}
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "csrf_token";
 
@@ -43,12 +85,13 @@ pub fn sha256_hex(value: &str) -> String {
 ///
 /// `SameSite=None` so that the broker's cross-site POST to `/verify` carries it; `Secure`
 /// because browsers require it with `SameSite=None` (they accept it on `http://localhost`);
-/// `Path=/verify` so no other request carries it; it lives as long as the attempt.
-pub fn new_binding() -> (Cookie<'static>, String) {
+/// `Path=/verify` on http, so no other request carries it, and `/` on https, as its `__Host-`
+/// prefix requires; it lives as long as the attempt.
+pub fn new_binding(names: CookieNames) -> (Cookie<'static>, String) {
     let value = random_token();
     let hash = sha256_hex(&value);
-    let cookie = Cookie::build(BINDING_COOKIE, value)
-        .path("/verify")
+    let cookie = Cookie::build(names.binding, value)
+        .path(names.binding_path())
         .http_only(true)
         .secure(true)
         .same_site(SameSite::None)
@@ -58,14 +101,14 @@ pub fn new_binding() -> (Cookie<'static>, String) {
 }
 
 /// The hash of the binding cookie this request carries, if any.
-pub fn presented_binding(req: &HttpRequest) -> Option<String> {
-    req.cookie(BINDING_COOKIE).map(|c| sha256_hex(c.value()))
+pub fn presented_binding(req: &HttpRequest, names: CookieNames) -> Option<String> {
+    req.cookie(names.binding).map(|c| sha256_hex(c.value()))
 }
 
 /// A cookie that removes the binding cookie once it has served.
-pub fn spent_binding() -> Cookie<'static> {
-    let mut cookie = Cookie::build(BINDING_COOKIE, "")
-        .path("/verify")
+pub fn spent_binding(names: CookieNames) -> Cookie<'static> {
+    let mut cookie = Cookie::build(names.binding, "")
+        .path(names.binding_path())
         .http_only(true)
         .secure(true)
         .same_site(SameSite::None)
@@ -88,13 +131,14 @@ pub async fn csrf_cookie(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let names = req
+        .app_data::<web::Data<Config>>()
+        .map_or(CookieNames::PLAIN, |c| CookieNames::for_site(c));
     let existing = req
-        .cookie(CSRF_COOKIE)
+        .cookie(names.csrf)
         .map(|c| c.value().to_owned())
         .filter(|v| v.len() == 43 && URL_SAFE_NO_PAD.decode(v).is_ok());
-    let secure = req
-        .app_data::<web::Data<Config>>()
-        .is_some_and(|c| c.is_https());
+    let secure = names == CookieNames::HOST;
     let (secret, fresh) = match existing {
         Some(v) => (v, false),
         None => (random_token(), true),
@@ -102,7 +146,7 @@ pub async fn csrf_cookie(
     req.extensions_mut().insert(CsrfSecret(secret.clone()));
     let mut res = next.call(req).await?;
     if fresh {
-        let cookie = Cookie::build(CSRF_COOKIE, secret)
+        let cookie = Cookie::build(names.csrf, secret)
             .path("/")
             .http_only(true)
             .secure(secure)
@@ -197,11 +241,35 @@ impl FromRequest for Csrf {
     }
 }
 
+/// An address as it is compared and counted: an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
+/// what a server listening on `[::]` sees of an IPv4 client) is its IPv4 address.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The network a client is counted under by the rate limits: an IPv4 address by itself, an
+/// IPv6 address by its /64 (one host is routinely given a whole /64, so counting single IPv6
+/// addresses would let it choose new ones at will).
+pub fn client_network(ip: IpAddr) -> String {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+    }
+}
+
 /// The visitor's IP: the socket's peer, or, when the peer is a trusted proxy, the nearest
-/// address in `X-Forwarded-For` that is not one of the trusted proxies.
+/// address in `X-Forwarded-For` that is not one of the trusted proxies. Addresses are compared
+/// in their [canonical](canonical_ip) form.
 pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    if !trusted.contains(&peer) {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|t| canonical_ip(*t) == ip);
+    let peer = canonical_ip(req.peer_addr()?.ip());
+    if !is_trusted(peer) {
         return Some(peer);
     }
     let hops: Vec<&str> = req
@@ -213,14 +281,20 @@ pub fn client_ip(req: &HttpRequest, trusted: &[IpAddr]) -> Option<IpAddr> {
         .collect();
     let mut nearest = peer;
     for hop in hops.iter().rev() {
-        match hop.parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => nearest = ip,
+        match hop.parse::<IpAddr>().map(canonical_ip) {
+            Ok(ip) if is_trusted(ip) => nearest = ip,
             Ok(ip) => return Some(ip),
             // Garbage in the header: trust nothing further out.
             Err(_) => break,
         }
     }
     Some(nearest)
+}
+
+/// The client network of a request, as the rate limits count it (see [`client_network`]);
+/// `unknown` when the request has no peer address.
+pub fn network_of(req: &HttpRequest, trusted: &[IpAddr]) -> String {
+    client_ip(req, trusted).map_or_else(|| "unknown".to_owned(), client_network)
 }
 
 /// Headers on every response. The Content-Security-Policy allows no script and no inline
@@ -274,6 +348,45 @@ mod tests {
         assert_eq!(
             client_ip(&req, &trusted),
             Some("198.51.100.7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_their_ipv4_address() {
+        // A server on [::] sees its IPv4 proxy as ::ffff:10.0.0.1.
+        let req = TestRequest::default()
+            .peer_addr("[::ffff:10.0.0.1]:5000".parse().unwrap())
+            .insert_header(("x-forwarded-for", "::ffff:198.51.100.7"))
+            .to_http_request();
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(&req, &[proxy]),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        // And a proxy configured in its mapped form matches an IPv4 peer.
+        let req = TestRequest::default()
+            .peer_addr("10.0.0.1:5000".parse().unwrap())
+            .insert_header(("x-forwarded-for", "198.51.100.8"))
+            .to_http_request();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(&req, &[mapped]),
+            Some("198.51.100.8".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_network(a), "2001:db8:1:2::/64");
+        assert_eq!(client_network(a), client_network(b));
+        assert_ne!(client_network(a), client_network(other));
+        assert_eq!(client_network("192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(
+            client_network("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1"
         );
     }
 }

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_session::{Session, SessionExt};
-use actix_web::cookie::Key;
+use actix_web::body::MessageBody;
 use actix_web::cookie::time::Duration as CookieDuration;
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::cookie::{Cookie, CookieJar, Key, SameSite};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderValue;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpRequest, web};
 use anyhow::anyhow;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -18,10 +21,10 @@ use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::db::{self, Pool, members::Member};
+use crate::security::CookieNames;
 
-/// Name of the session cookie.
-pub const COOKIE_NAME: &str = "clubhouse_session";
 const MEMBER_ID: &str = "member_id";
 const HANDLE: &str = "handle";
 const USER_AGENT: &str = "user_agent";
@@ -33,6 +36,99 @@ const LOADED_MEMBER: &str = "loaded_member";
 /// of reach. Never stored either.
 const UNAVAILABLE: &str = "database_unavailable";
 const KEY_SETTING: &str = "session_cookie_key";
+
+/// The session cookie key, for [`carry_over_plain_cookie`].
+#[derive(Clone)]
+pub struct SessionCookieKey(pub Key);
+
+/// Middleware, outside the session middleware: a member signed in before the session cookie of
+/// an https site took its `__Host-` name stays signed in. A request that brings the cookie
+/// under its previous name (`clubhouse_session`) and none under the new one has its value
+/// carried over: actix-session encrypts the cookie with its name as associated data, so the
+/// value is decrypted under the old name and encrypted again under the new one, handed to the
+/// session middleware as if the browser had sent it, and set in the browser. The old cookie
+/// is removed in the same answer. One that cannot be decrypted is only removed: that browser
+/// is signed out, and signs in again as usual.
+pub async fn carry_over_plain_cookie(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let old_name = CookieNames::PLAIN.session;
+    let new_name = CookieNames::HOST.session;
+    let https = req
+        .app_data::<web::Data<Config>>()
+        .is_some_and(|c| c.is_https());
+    let max_age = req
+        .app_data::<web::Data<Config>>()
+        .map(|c| c.session_max_age)
+        .unwrap_or_default();
+    let key = req.app_data::<web::Data<SessionCookieKey>>().cloned();
+    // Read from the header itself: `req.cookie()` would cache the parsed cookies before the
+    // carried-over one is added.
+    let (mut old_value, mut has_new) = (None, false);
+    if https {
+        for header in req.headers().get_all(actix_web::http::header::COOKIE) {
+            let Ok(text) = header.to_str() else { continue };
+            for pair in text.split(';') {
+                let Ok(cookie) = Cookie::parse_encoded(pair.trim()) else {
+                    continue;
+                };
+                if cookie.name() == old_name {
+                    old_value = Some(cookie.value().to_owned());
+                } else if cookie.name() == new_name {
+                    has_new = true;
+                }
+            }
+        }
+    }
+    let carried = match (&old_value, &key, has_new) {
+        (Some(old), Some(key), false) => reencrypt(&key.0, old_name, new_name, old),
+        _ => None,
+    };
+    if let Some(value) = &carried
+        && let Ok(header) =
+            HeaderValue::from_str(&Cookie::new(new_name, value.as_str()).encoded().to_string())
+    {
+        req.headers_mut()
+            .append(actix_web::http::header::COOKIE, header);
+    }
+    let mut res = next.call(req).await?;
+    if old_value.is_some() {
+        let mut removal = Cookie::build(old_name, "")
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .finish();
+        removal.make_removal();
+        res.response_mut().add_cookie(&removal)?;
+    }
+    if let Some(value) = carried {
+        let already_set = res.response().cookies().any(|c| c.name() == new_name);
+        if !already_set {
+            let cookie = Cookie::build(new_name, value)
+                .path("/")
+                .secure(true)
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .max_age(CookieDuration::seconds(max_age.as_secs() as i64))
+                .finish();
+            res.response_mut().add_cookie(&cookie)?;
+        }
+    }
+    Ok(res)
+}
+
+/// A private (encrypted) cookie value made for `from`, made again for `to`; `None` when it
+/// was not made with `key`.
+fn reencrypt(key: &Key, from: &str, to: &str, value: &str) -> Option<String> {
+    let mut jar = CookieJar::new();
+    jar.add_original(Cookie::new(from.to_owned(), value.to_owned()));
+    let plain = jar.private(key).get(from)?;
+    let mut out = CookieJar::new();
+    out.private_mut(key)
+        .add(Cookie::new(to.to_owned(), plain.value().to_owned()));
+    out.get(to).map(|c| c.value().to_owned())
+}
 
 /// Decodes a `SESSION_KEY` value: base64 of at least 64 random bytes.
 pub fn cookie_key_from_base64(encoded: &SecretString) -> Result<Key, String> {

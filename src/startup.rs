@@ -111,6 +111,12 @@ impl Application {
             );
         }
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
+        let hasher = web::Data::new(
+            crate::audit::prepare_hasher(&pool, &cookie_key)
+                .await
+                .context("could not convert the audit log's address hashes")?,
+        );
+        let refusal_gate = web::Data::new(crate::rate_limit::RefusalGate::default());
         let directory = web::Data::new(Directory::new(directory::TTL));
         let metrics = web::Data::new(Metrics::default());
         let metrics_for_server = metrics.clone();
@@ -127,6 +133,8 @@ impl Application {
         let pool_data = web::Data::new(pool.clone());
         let config_data = web::Data::new(config.clone());
         let secure = config.is_https();
+        let cookie_names = crate::security::CookieNames::for_site(&config);
+        let session_cookie_key = web::Data::new(sessions::SessionCookieKey(cookie_key.clone()));
         // The cookie lives as long as the longest session; the server decides when it ends.
         let cookie_max_age = CookieDuration::seconds(config.session_max_age.as_secs() as i64);
         let (idle, max_age) = (config.session_idle_timeout, config.session_max_age);
@@ -143,7 +151,7 @@ impl Application {
                 DbSessionStore::new(pool_data.get_ref().clone(), idle, max_age),
                 cookie_key.clone(),
             )
-            .cookie_name(sessions::COOKIE_NAME.to_owned())
+            .cookie_name(cookie_names.session.to_owned())
             .cookie_secure(secure)
             .cookie_http_only(true)
             .cookie_same_site(SameSite::Lax)
@@ -157,12 +165,17 @@ impl Application {
                 .wrap(security::security_headers(&config_data))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
                 .wrap(from_fn(metrics::time_requests))
+                // Outermost: it must change the request's cookies before anything reads them.
+                .wrap(from_fn(sessions::carry_over_plain_cookie))
                 .app_data(web::Data::new(client))
                 .app_data(rp.clone())
                 .app_data(site.clone())
                 .app_data(pool_data.clone())
                 .app_data(config_data.clone())
                 .app_data(csrf_key.clone())
+                .app_data(hasher.clone())
+                .app_data(session_cookie_key.clone())
+                .app_data(refusal_gate.clone())
                 .app_data(content_data.clone())
                 .app_data(directory.clone())
                 .app_data(metrics_for_server.clone())

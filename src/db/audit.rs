@@ -19,6 +19,9 @@ pub struct Entry {
     pub email_hash: Option<String>,
     /// A reason or a value (never an address).
     pub detail: String,
+    /// How many times it happened: 1, or more for a folded entry (see
+    /// `audit::record_folded`).
+    pub occurrences: i64,
 }
 
 /// Appends an entry.
@@ -27,8 +30,33 @@ pub async fn insert<'c>(
     e: &Entry,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO audit_log (id, at, action, actor_id, subject_id, email_hash, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log \
+         (id, at, action, actor_id, subject_id, email_hash, detail, occurrences) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&e.id)
+    .bind(e.at)
+    .bind(&e.action)
+    .bind(&e.actor_id)
+    .bind(&e.subject_id)
+    .bind(&e.email_hash)
+    .bind(&e.detail)
+    .bind(e.occurrences)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Appends an entry, or counts one more occurrence of the entry with the same id.
+pub async fn insert_or_count<'c>(
+    db: impl Executor<'c, Database = Any>,
+    e: &Entry,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log \
+         (id, at, action, actor_id, subject_id, email_hash, detail, occurrences) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
+         ON CONFLICT (id) DO UPDATE SET occurrences = audit_log.occurrences + 1",
     )
     .bind(&e.id)
     .bind(e.at)
@@ -42,6 +70,29 @@ pub async fn insert<'c>(
     Ok(())
 }
 
+/// Every entry that holds an address hash: its id and the hash.
+pub async fn email_hashes<'c>(
+    db: impl Executor<'c, Database = Any>,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, email_hash FROM audit_log WHERE email_hash IS NOT NULL")
+        .fetch_all(db)
+        .await
+}
+
+/// Replaces an entry's address hash.
+pub async fn set_email_hash<'c>(
+    db: impl Executor<'c, Database = Any>,
+    id: &str,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE audit_log SET email_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// The newest entries, optionally of one action and about one member, newest first.
 pub async fn list<'c>(
     db: impl Executor<'c, Database = Any>,
@@ -51,7 +102,8 @@ pub async fn list<'c>(
     offset: i64,
 ) -> Result<Vec<Entry>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, at, action, actor_id, subject_id, email_hash, detail FROM audit_log \
+        "SELECT id, at, action, actor_id, subject_id, email_hash, detail, occurrences \
+         FROM audit_log \
          WHERE ($1 = '' OR action = $1) \
          AND ($2 = '' OR actor_id = $2 OR subject_id = $2) \
          ORDER BY at DESC, id DESC LIMIT $3 OFFSET $4",
@@ -70,7 +122,8 @@ pub async fn for_member<'c>(
     member_id: &str,
 ) -> Result<Vec<Entry>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, at, action, actor_id, subject_id, email_hash, detail FROM audit_log \
+        "SELECT id, at, action, actor_id, subject_id, email_hash, detail, occurrences \
+         FROM audit_log \
          WHERE actor_id = $1 OR subject_id = $1 ORDER BY at DESC, id DESC",
     )
     .bind(member_id)

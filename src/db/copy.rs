@@ -74,6 +74,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("subject_id", Kind::Text),
             ("email_hash", Kind::Text),
             ("detail", Kind::Text),
+            ("occurrences", Kind::Integer),
         ],
     ),
     (

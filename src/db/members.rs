@@ -1,6 +1,59 @@
 //! The `members` table.
 
-use sqlx::{Any, Executor, FromRow};
+use sqlx::{Any, AnyConnection, Executor, FromRow};
+
+use super::Pool;
+
+/// The lock that serializes changes to the member list's roles and statuses on Postgres (an
+/// advisory lock: a number the site chooses, unrelated to any row).
+const MEMBER_CHANGE_LOCK: i64 = 0x636c_7562_686f_7573; // "clubhous"
+
+/// A write transaction for changing roles, statuses or removing members: the one guarded
+/// place for every change that could take away the last active admin. Only one such
+/// transaction runs at a time: SQLite has one writer (`BEGIN IMMEDIATE`), and on Postgres each
+/// takes an advisory lock first. So the last-admin conditions in its statements count the
+/// admins as they are, not as a concurrent change (two admins demoting each other at the same
+/// moment, under READ COMMITTED) left them a moment before. Sign-ins never take it: they can
+/// make admins but not unmake them.
+pub struct MemberChange {
+    tx: sqlx::Transaction<'static, Any>,
+}
+
+impl MemberChange {
+    /// Begins the transaction and waits for the lock.
+    pub async fn begin(pool: &Pool) -> Result<MemberChange, sqlx::Error> {
+        let mut tx = super::begin_write(pool).await?;
+        if super::Engine::of_url(pool.connect_options().database_url.as_str())
+            == super::Engine::Postgres
+        {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MEMBER_CHANGE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(MemberChange { tx })
+    }
+
+    /// Commits the change.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Undoes the change.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
+    /// The transaction, for the other writes that go with the change (audit, mail).
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// The transaction itself (the mailer queues through it).
+    pub fn tx(&mut self) -> &mut sqlx::Transaction<'static, Any> {
+        &mut self.tx
+    }
+}
 
 /// A member, as stored.
 #[derive(Debug, Clone, FromRow, serde::Serialize, serde::Deserialize)]
@@ -233,8 +286,8 @@ pub async fn active_admins<'c>(db: impl Executor<'c, Database = Any>) -> Result<
 
 /// Moves a member from status `from` to `to`. Taking an admin out of `active` is refused for
 /// the last active admin. Returns whether the row changed.
-pub async fn set_status<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn set_status(
+    change: &mut MemberChange,
     id: &str,
     from: &str,
     to: &str,
@@ -247,15 +300,15 @@ pub async fn set_status<'c>(
     .bind(id)
     .bind(from)
     .bind(to)
-    .execute(db)
+    .execute(change.conn())
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Sets a member's role; demoting the last active admin is refused. Returns whether the row
 /// changed.
-pub async fn set_role<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn set_role(
+    change: &mut MemberChange,
     id: &str,
     role: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -266,23 +319,38 @@ pub async fn set_role<'c>(
     ))
     .bind(id)
     .bind(role)
-    .execute(db)
+    .execute(change.conn())
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Deletes a member (their sessions go with them); the last active admin is refused.
 /// Returns whether the row was deleted.
-pub async fn delete<'c>(
-    db: impl Executor<'c, Database = Any>,
-    id: &str,
-) -> Result<bool, sqlx::Error> {
+pub async fn delete(change: &mut MemberChange, id: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(concat!(
         "DELETE FROM members WHERE id = $1 AND ",
         not_last_admin!()
     ))
     .bind(id)
-    .execute(db)
+    .execute(change.conn())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a member only if their status is still `status` (what the admin saw when they
+/// chose to). Returns whether the row was deleted.
+pub async fn delete_if_status(
+    change: &mut MemberChange,
+    id: &str,
+    status: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(concat!(
+        "DELETE FROM members WHERE id = $1 AND status = $2 AND ",
+        not_last_admin!()
+    ))
+    .bind(id)
+    .bind(status)
+    .execute(change.conn())
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -301,13 +369,14 @@ pub async fn set_display_name<'c>(
     Ok(())
 }
 
-/// Changes a member's address. Fails with a unique violation when another member has it.
+/// Changes the address of an active member. Fails with a unique violation when another member
+/// has it; returns false when there is no such active member.
 pub async fn set_email<'c>(
     db: impl Executor<'c, Database = Any>,
     id: &str,
     email: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE members SET email = $2 WHERE id = $1")
+    let done = sqlx::query("UPDATE members SET email = $2 WHERE id = $1 AND status = 'active'")
         .bind(id)
         .bind(email)
         .execute(db)
@@ -317,8 +386,8 @@ pub async fn set_email<'c>(
 
 /// Creates or updates a member by address (imports and the CLI). `role` and `status` of an
 /// existing member change only when given. Returns whether a new member was created.
-pub async fn upsert<'c>(
-    db: impl Executor<'c, Database = Any>,
+pub async fn upsert(
+    change: &mut MemberChange,
     new: &Member,
     set_role: bool,
     set_status: bool,
@@ -340,7 +409,7 @@ pub async fn upsert<'c>(
     .bind(new.created_at)
     .bind(i32::from(set_role))
     .bind(i32::from(set_status))
-    .fetch_one(db)
+    .fetch_one(change.conn())
     .await?;
     Ok(stored_id == new.id)
 }

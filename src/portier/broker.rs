@@ -25,6 +25,9 @@ const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// The longest wait between two tries while the broker keeps failing.
 const MAX_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10 * 60);
+/// How long a failure to fetch a document we have no copy of is remembered: requests in that
+/// time get the same failure at once instead of each asking a broker that is down.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(5);
 /// Largest document we read from the broker.
 const MAX_BODY: usize = 256 * 1024;
 
@@ -47,7 +50,7 @@ pub struct SigningKey {
 }
 
 /// The broker could not give us what we asked for.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// The request failed: connection refused, timeout, TLS, DNS.
     #[error("could not reach the broker at {url}: {reason}")]
@@ -95,6 +98,11 @@ struct State {
     last_key_fetch: Option<Instant>,
     /// Refreshes that failed in a row (reset by a success): sets the retry back-off.
     failures: u32,
+    /// The last failure to fetch the discovery document while we had no copy, and until when
+    /// it stands in for asking again.
+    discovery_failure: Option<(Instant, BrokerError)>,
+    /// The same for the key set.
+    keys_failure: Option<(Instant, BrokerError)>,
     fetches: crate::metrics::BrokerFetches,
 }
 
@@ -148,8 +156,15 @@ impl Broker {
         if let Some(d) = self.fresh_discovery() {
             return Ok(d);
         }
+        if let Some(e) = self.recent_failure(|s| &mut s.discovery_failure) {
+            return Err(e);
+        }
         let url = format!("{}/.well-known/openid-configuration", self.origin);
-        match self.fetch_json::<Discovery>(client, &url).await {
+        let fetched = self
+            .fetch_json::<Discovery>(client, &url)
+            .await
+            .and_then(|(doc, ttl)| check_endpoints(&url, doc).map(|doc| (doc, ttl)));
+        match fetched {
             Ok((doc, ttl)) => {
                 let doc = Arc::new(doc);
                 let mut state = self.state();
@@ -158,10 +173,11 @@ impl Broker {
                     fresh_until: Instant::now() + ttl,
                 });
                 state.failures = 0;
+                state.discovery_failure = None;
                 state.fetches.discovery += 1;
                 Ok(doc)
             }
-            Err(e) => self.stale(e, |s| &mut s.discovery),
+            Err(e) => self.stale(e, |s| (&mut s.discovery, &mut s.discovery_failure)),
         }
     }
 
@@ -173,11 +189,30 @@ impl Broker {
         self.state().keys.as_ref()?.fresh(Instant::now())
     }
 
-    /// On a failed refresh, keeps serving the previous value for a while and says so in the log.
+    /// A failure to fetch, remembered for [`FAILURE_MEMORY`], that answers for the broker.
+    fn recent_failure(
+        &self,
+        slot: impl FnOnce(&mut State) -> &mut Option<(Instant, BrokerError)>,
+    ) -> Option<BrokerError> {
+        let mut state = self.state();
+        let failure = slot(&mut state);
+        match failure {
+            Some((until, e)) if Instant::now() < *until => Some(e.clone()),
+            Some(_) => {
+                *failure = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// On a failed refresh, keeps serving the previous value for a while and says so in the log;
+    /// with no previous value, remembers the failure for [`FAILURE_MEMORY`].
+    #[allow(clippy::type_complexity)]
     fn stale<T>(
         &self,
         error: BrokerError,
-        slot: impl FnOnce(&mut State) -> &mut Option<Cached<T>>,
+        slots: impl FnOnce(&mut State) -> (&mut Option<Cached<T>>, &mut Option<(Instant, BrokerError)>),
     ) -> Result<Arc<T>, BrokerError> {
         let mut state = self.state();
         state.failures = state.failures.saturating_add(1);
@@ -186,7 +221,8 @@ impl Broker {
         let wait = RETRY_AFTER_FAILURE
             .saturating_mul(2u32.pow(doublings))
             .min(MAX_RETRY_AFTER_FAILURE);
-        match slot(&mut state) {
+        let (slot, failure) = slots(&mut state);
+        match slot {
             Some(cached) => {
                 tracing::warn!(
                     %error,
@@ -196,7 +232,10 @@ impl Broker {
                 cached.fresh_until = Instant::now() + wait;
                 Ok(cached.value.clone())
             }
-            None => Err(error),
+            None => {
+                *failure = Some((Instant::now() + FAILURE_MEMORY, error.clone()));
+                Err(error)
+            }
         }
     }
 
@@ -238,6 +277,9 @@ impl Broker {
                 }
             }
         }
+        if let Some(e) = self.recent_failure(|s| &mut s.keys_failure) {
+            return Err(e);
+        }
         let discovery = self.discovery(client).await?;
         self.state().last_key_fetch = Some(Instant::now());
         match self
@@ -255,10 +297,11 @@ impl Broker {
                     fresh_until: Instant::now() + ttl,
                 });
                 state.failures = 0;
+                state.keys_failure = None;
                 state.fetches.keys += 1;
                 Ok(keys)
             }
-            Err(e) => self.stale(e, |s| &mut s.keys),
+            Err(e) => self.stale(e, |s| (&mut s.keys, &mut s.keys_failure)),
         }
     }
 
@@ -299,6 +342,26 @@ impl Broker {
         })?;
         Ok((doc, ttl))
     }
+}
+
+/// Refuses a discovery document whose endpoints could be read or changed on the way: they must
+/// be https, or on this machine, like `BROKER_URL` itself.
+fn check_endpoints(url: &str, doc: Discovery) -> Result<Discovery, BrokerError> {
+    for (name, endpoint) in [
+        ("authorization_endpoint", &doc.authorization_endpoint),
+        ("jwks_uri", &doc.jwks_uri),
+    ] {
+        if !crate::config::is_https_or_loopback(endpoint) {
+            return Err(BrokerError::BadDocument {
+                url: url.to_owned(),
+                reason: format!(
+                    "its {name} {endpoint:?} is not https (only a broker on this machine may use \
+                     http)"
+                ),
+            });
+        }
+    }
+    Ok(doc)
 }
 
 #[derive(Deserialize)]

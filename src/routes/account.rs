@@ -1,12 +1,12 @@
 //! `/account`: a member's own name, address, sessions and data.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::auth::send_to_broker;
+use super::auth::{limit_start, send_to_broker};
 use super::{SignedIn, html, see_other, when};
-use crate::audit::Action;
+use crate::audit::{Action, AddressHasher};
 use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::directory::Directory;
@@ -130,6 +130,7 @@ pub struct EmailForm {
 /// change happens in `/verify`, only once it is verified.
 #[allow(clippy::too_many_arguments)]
 pub async fn change_email(
+    req: HttpRequest,
     me: SignedIn,
     form: web::Form<EmailForm>,
     site: web::Data<Site>,
@@ -138,17 +139,20 @@ pub async fn change_email(
     rp: web::Data<RelyingParty>,
     client: web::Data<awc::Client>,
     config: web::Data<Config>,
+    hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let typed = form.email.trim();
-    let problem = match EmailAddress::parse(typed) {
+    // Whether another member has the address is not said here: that would tell any member who
+    // else is one. The answer is the same for a taken and a free address; the check happens in
+    // /verify, once the address has proved itself, and only its owner sees that answer.
+    let parsed = EmailAddress::parse(typed);
+    // Counted like a sign-in: each start makes the broker mail the address.
+    limit_start(&req, &pool, &config, &hasher, parsed.as_ref().ok()).await?;
+    let problem = match parsed {
         Err(e) => Some(e.to_string()),
         Ok(e) if e.as_str() == me.member.email => Some("That is already your address.".into()),
-        Ok(e) => match db::members::find_by_email(pool.get_ref(), e.as_str()).await {
-            Ok(Some(_)) => Some("That address already belongs to another member.".into()),
-            Ok(None) => None,
-            Err(err) => return Err(AppError::internal(err)),
-        },
+        Ok(_) => None,
     };
     if let Some(why) = problem {
         return render(
@@ -258,6 +262,7 @@ pub async fn delete(
     csrf: Csrf,
     pool: web::Data<Pool>,
     directory: web::Data<Directory>,
+    hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let confirmed = form
@@ -270,7 +275,15 @@ pub async fn delete(
             "To delete your account, type your address exactly. Nothing was deleted.".into(),
         ));
     }
-    match members::remove(&pool, &me.member.id, &me.member.id, Action::AccountDeleted).await {
+    match members::remove(
+        &pool,
+        &hasher,
+        &me.member.id,
+        &me.member.id,
+        Action::AccountDeleted,
+    )
+    .await
+    {
         Ok(()) => {
             directory.changed();
             me.session.sign_out();

@@ -9,7 +9,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::{Admin, html, see_other, when};
-use crate::audit::Action;
+use crate::audit::{Action, AddressHasher};
 use crate::config::Config;
 use crate::db::{self, Pool, members::ListFilter};
 use crate::directory::Directory;
@@ -23,6 +23,9 @@ use crate::templates::{
     ConfirmRemovePage, MemberRow, OutboxRow, Site,
 };
 
+/// The highest page number a list accepts (far beyond any real list; it keeps the offset
+/// arithmetic in range).
+const MAX_PAGE: i64 = 1_000_000;
 /// Members per page of the list.
 pub const PAGE_SIZE: i64 = 50;
 /// Largest pasted CSV accepted.
@@ -176,9 +179,10 @@ pub async fn invite(
     config: web::Data<Config>,
     mailer: web::Data<Mailer>,
     directory: web::Data<Directory>,
+    hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
-    let report = members::invite(&pool, &mailer, &admin.0.member, &form.addresses)
+    let report = members::invite(&pool, &mailer, &hasher, &admin.0.member, &form.addresses)
         .await
         .map_err(AppError::internal)?;
     directory.changed();
@@ -260,6 +264,7 @@ pub async fn act(
     config: web::Data<Config>,
     mailer: web::Data<Mailer>,
     directory: web::Data<Directory>,
+    hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
     csrf.check(form.csrf_token.as_deref())?;
     let (id, action) = path.into_inner();
@@ -280,7 +285,7 @@ pub async fn act(
             Err(e) => Err(e),
         },
         "remove" => match members::refuse_listed_admin(&pool, &config.admin_emails, &id).await {
-            Ok(()) => members::remove(&pool, actor, &id, Action::MemberRemoved).await,
+            Ok(()) => members::remove(&pool, &hasher, actor, &id, Action::MemberRemoved).await,
             Err(e) => Err(e),
         },
         _ => return Err(AppError::NotFound),
@@ -425,7 +430,12 @@ pub async fn audit(
     csrf: Csrf,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, AppError> {
-    let page = query.page.unwrap_or(1).max(1);
+    let page = query.page.unwrap_or(1);
+    if !(1..=MAX_PAGE).contains(&page) {
+        return Err(AppError::BadRequest(format!(
+            "There is no page {page} of the audit log: pages are numbered from 1 to {MAX_PAGE}."
+        )));
+    }
     let entries = db::audit::list(
         pool.get_ref(),
         &query.action,
@@ -457,7 +467,12 @@ pub async fn audit(
             action: e.action.clone(),
             actor: name(&e.actor_id, &None),
             subject: name(&e.subject_id, &e.email_hash),
-            detail: e.detail.clone(),
+            // A folded entry (a refusal repeated within a minute) says how often.
+            detail: if e.occurrences > 1 {
+                format!("{} (×{} in that minute)", e.detail, e.occurrences)
+            } else {
+                e.detail.clone()
+            },
         })
         .collect();
     html(
@@ -498,7 +513,7 @@ pub async fn outbox(
         s @ ("" | "queued" | "sent" | "failed" | "skipped") => s.to_owned(),
         _ => return Err(AppError::BadRequest("There is no such mail status.".into())),
     };
-    let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
+    let page = query.page.unwrap_or(1).clamp(1, MAX_PAGE);
     let mails = db::outbox::list(
         pool.get_ref(),
         &status,

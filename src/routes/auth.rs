@@ -3,22 +3,20 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use sqlx::{Any, Executor};
 
 use super::{html, see_other};
-use crate::audit::{self, Action, Event};
+use crate::audit::{self, Action, AddressHasher, Event};
 use crate::config::Config;
 use crate::content::Content;
 use crate::db::{self, Pool};
 use crate::directory::Directory;
 use crate::email::EmailAddress;
-use crate::error::AppError;
-use crate::error::Refusal;
+use crate::error::{AppError, Limited, Refusal};
 use crate::mail::Mailer;
 use crate::members::{self, Admission, ChangeError};
 use crate::metrics::Metrics;
 use crate::portier::{Purpose, Rejection, RelyingParty, StartError, VerifyError};
-use crate::rate_limit::{self, Limit};
+use crate::rate_limit::{self, RefusalGate};
 use crate::safe_path::{self, DEFAULT_NEXT};
 use crate::security::{self, Csrf};
 use crate::sessions::MemberSession;
@@ -73,13 +71,24 @@ pub struct LoginForm {
     csrf_token: Option<String>,
 }
 
-/// Counts one sign-in start in each bucket against its limit; a 429 when any is reached.
-async fn limit(pool: &Pool, counted: &[(String, Limit)]) -> Result<(), AppError> {
-    match rate_limit::check(pool, counted, db::now())
+/// Counts the start of a sign-in or address change (see [`rate_limit::sign_in_start`]); a
+/// 429 when a limit is reached.
+pub async fn limit_start(
+    req: &HttpRequest,
+    pool: &Pool,
+    config: &Config,
+    hasher: &AddressHasher,
+    email: Option<&EmailAddress>,
+) -> Result<(), AppError> {
+    let network = security::network_of(req, &config.trusted_proxies);
+    match rate_limit::sign_in_start(pool, config, hasher, &network, email)
         .await
         .map_err(AppError::internal)?
     {
-        Some(retry_after) => Err(AppError::RateLimited { retry_after }),
+        Some(retry_after) => Err(AppError::RateLimited {
+            retry_after,
+            what: Limited::Starts,
+        }),
         None => Ok(()),
     }
 }
@@ -97,25 +106,19 @@ pub async fn login(
     pool: web::Data<Pool>,
     config: web::Data<Config>,
     content: web::Data<Content>,
+    hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let result: Result<HttpResponse, AppError> = async {
         csrf.check(form.csrf_token.as_deref())?;
-        // Every start counts against the client's IP, one with a bad address too (that limits
-        // probing); a good address also counts against itself. Both in one statement.
-        let mut counted = Vec::with_capacity(2);
-        if let (Some(ip), Some(per_ip)) = (
-            security::client_ip(&req, &config.trusted_proxies),
-            config.rate_limit_login_per_ip,
-        ) {
-            counted.push((format!("login-ip:{ip}"), per_ip));
-        }
+        // Every start counts against the client's network, one with a bad address too (that
+        // limits probing); a good address also counts against itself.
         let next = safe_path::next_or_default(form.next.as_deref());
         let typed = form.email.trim();
         let email = match EmailAddress::parse(typed) {
             Ok(email) => email,
             Err(problem) => {
-                limit(&pool, &counted).await?;
+                limit_start(&req, &pool, &config, &hasher, None).await?;
                 return html(
                     StatusCode::BAD_REQUEST,
                     &HomePage {
@@ -129,12 +132,7 @@ pub async fn login(
                 );
             }
         };
-        if let Some(per_email) = config.rate_limit_login_per_email {
-            // Counted by a hash of the normalized address: no address is stored for this.
-            let bucket = format!("login-email:{}", security::sha256_hex(email.as_str()));
-            counted.push((bucket, per_email));
-        }
-        limit(&pool, &counted).await?;
+        limit_start(&req, &pool, &config, &hasher, Some(&email)).await?;
 
         // The broker gets the address as typed; it normalizes and tells us both forms.
         send_to_broker(&rp, &client, &config, typed, next, &Purpose::SignIn).await
@@ -160,7 +158,8 @@ pub async fn send_to_broker(
     next: &str,
     purpose: &Purpose,
 ) -> Result<HttpResponse, AppError> {
-    let binding = config.login_binding.then(security::new_binding);
+    let names = security::CookieNames::for_site(config);
+    let binding = config.login_binding.then(|| security::new_binding(names));
     let binding_hash = binding.as_ref().map(|(_, h)| h.as_str());
     match rp
         .start(client, login_hint, next, None, binding_hash, purpose)
@@ -201,8 +200,11 @@ pub async fn verify(
     session: MemberSession,
     directory: web::Data<Directory>,
     mailer: web::Data<Mailer>,
+    hasher: web::Data<AddressHasher>,
+    gate: web::Data<RefusalGate>,
 ) -> Result<HttpResponse, AppError> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let network = security::network_of(&req, &config.trusted_proxies);
     let result: Result<HttpResponse, AppError> = async {
         let form = form.into_inner();
         if let Some(error) = form.error {
@@ -214,11 +216,12 @@ pub async fn verify(
         let token = form
             .id_token
             .ok_or_else(|| AppError::BadRequest("The sign-in service sent no token.".into()))?;
-        let binding = security::presented_binding(&req);
+        let names = security::CookieNames::for_site(&config);
+        let binding = security::presented_binding(&req, names);
         let checked = match rp.check(&client, &token).await {
             Ok(c) => c,
             Err(VerifyError::Rejected(r)) => {
-                record_refusal(pool.get_ref(), &r).await?;
+                refused(&gate, &pool, &config, &network, &r).await?;
                 return Err(AppError::SignInRefused(r));
             }
             Err(e) => return Err(verify_error(e)),
@@ -240,9 +243,9 @@ pub async fn verify(
         let verified = match rp.consume(&mut tx, checked, binding.as_deref()).await {
             Ok(v) => v,
             Err(VerifyError::Rejected(r)) => {
-                record_refusal(&mut *tx, &r).await?;
-                // Keeps the refusal, and a nonce that was used up (an expired one, say).
+                // Keeps a nonce that was used up (an expired one, say).
                 tx.commit().await.map_err(AppError::internal)?;
+                refused(&gate, &pool, &config, &network, &r).await?;
                 if matches!(r, Rejection::BindingMissing | Rejection::BindingMismatch) {
                     // Opened on another device: offer to start again from this one.
                     return Err(AppError::StartedElsewhere {
@@ -256,7 +259,7 @@ pub async fn verify(
         };
         let (member_id, next) = match &verified.purpose {
             Purpose::SignIn => {
-                let admission = members::admit(&mut tx, &config, &mailer, &verified.email)
+                let admission = members::admit(&mut tx, &config, &mailer, &hasher, &verified.email)
                     .await
                     .map_err(AppError::internal)?;
                 tx.commit().await.map_err(AppError::internal)?;
@@ -276,15 +279,12 @@ pub async fn verify(
             Purpose::ChangeEmail { member_id } => {
                 // The nonce is spent whatever happens next.
                 tx.commit().await.map_err(AppError::internal)?;
-                match db::members::find_by_id(pool.get_ref(), member_id)
-                    .await
-                    .map_err(AppError::internal)?
-                {
-                    Some(m) if m.status == "active" => {}
-                    _ => return Err(AppError::NotAdmitted(Refusal::Suspended)),
-                }
-                match members::change_email(&pool, member_id, &verified.email).await {
+                // Only an active member's address changes (checked in the change itself).
+                match members::change_email(&pool, &hasher, member_id, &verified.email).await {
                     Ok(()) => (member_id.clone(), "/account?notice=email".to_owned()),
+                    Err(ChangeError::NotFound) => {
+                        return Err(AppError::NotAdmitted(Refusal::Suspended));
+                    }
                     Err(ChangeError::EmailTaken) => {
                         return Err(AppError::Conflict(
                             "That address already belongs to another member, so your address was \
@@ -303,7 +303,7 @@ pub async fn verify(
         let mut response = see_other(&next);
         if binding.is_some() {
             response
-                .add_cookie(&security::spent_binding())
+                .add_cookie(&security::spent_binding(names))
                 .map_err(AppError::internal)?;
         }
         Ok(response)
@@ -327,18 +327,26 @@ pub async fn verify(
     result
 }
 
-/// Audits a refused token, by the name of its reason.
-async fn record_refusal<'c>(
-    db: impl Executor<'c, Database = Any>,
+/// Counts a refused token against its client network and in the folded audit entry; a 429
+/// instead of the refusal once the network is over its limit.
+async fn refused(
+    gate: &RefusalGate,
+    pool: &Pool,
+    config: &Config,
+    network: &str,
     rejection: &Rejection,
 ) -> Result<(), AppError> {
-    let event = Event {
-        detail: &format!("{rejection:?}"),
-        ..Event::default()
-    };
-    audit::record(db, Action::SignInRefused, event)
+    match gate
+        .refused(pool, config, network, rejection.name())
         .await
-        .map_err(AppError::internal)
+        .map_err(AppError::internal)?
+    {
+        Some(retry_after) => Err(AppError::RateLimited {
+            retry_after,
+            what: Limited::Refusals,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What a failed check or consumption of the broker's token becomes.

@@ -454,6 +454,7 @@ async fn the_audit_pager_keeps_its_filters_encoded_and_navs_have_their_own_names
     let app = spawn_app_with(&[
         ("ADMIN_EMAILS", "boss@example.com"),
         ("RATE_LIMIT_LOGIN_PER_EMAIL", "off"),
+        ("RATE_LIMIT_LOGIN_PER_EMAIL_ALL", "off"),
     ])
     .await;
     let admin = app.signed_in_browser("boss@example.com").await;

@@ -120,13 +120,15 @@ pub struct TestBroker {
     pub delay_ms: Arc<AtomicU64>,
     /// Whether it has been restarted with new keys.
     rotated: Arc<AtomicBool>,
+    /// The discovery document it serves.
+    discovery: Arc<RwLock<Value>>,
     /// The key set it publishes.
     published: Arc<RwLock<Value>>,
 }
 
 #[derive(Clone)]
 struct BrokerState {
-    discovery: Value,
+    discovery: Arc<RwLock<Value>>,
     keys: Arc<RwLock<Value>>,
     discovery_fetches: Arc<AtomicUsize>,
     key_fetches: Arc<AtomicUsize>,
@@ -163,7 +165,7 @@ impl TestBroker {
         };
         let authorization_endpoint = format!("http://{auth_host}:{port}/auth");
         let state = BrokerState {
-            discovery: json!({
+            discovery: Arc::new(RwLock::new(json!({
                 "issuer": origin,
                 "authorization_endpoint": authorization_endpoint,
                 "jwks_uri": format!("{origin}/keys.json"),
@@ -171,7 +173,7 @@ impl TestBroker {
                 "response_types_supported": ["id_token"],
                 "response_modes_supported": ["form_post"],
                 "id_token_signing_alg_values_supported": ["EdDSA", "RS256"],
-            }),
+            }))),
             keys: Arc::new(RwLock::new(key_set(&BROKER_KEY))),
             discovery_fetches: Arc::new(AtomicUsize::new(0)),
             key_fetches: Arc::new(AtomicUsize::new(0)),
@@ -187,6 +189,7 @@ impl TestBroker {
             delay_ms: state.delay_ms.clone(),
             rotated: Arc::new(AtomicBool::new(false)),
             published: state.keys.clone(),
+            discovery: state.discovery.clone(),
         };
         let server = HttpServer::new(move || {
             App::new()
@@ -202,9 +205,10 @@ impl TestBroker {
                         if s.down.load(Ordering::SeqCst) {
                             return HttpResponse::ServiceUnavailable().finish();
                         }
+                        let doc = s.discovery.read().map(|d| d.clone()).unwrap_or_default();
                         HttpResponse::Ok()
                             .insert_header(("Cache-Control", "public, max-age=604800, s-maxage=0"))
-                            .json(&s.discovery)
+                            .json(doc)
                     }),
                 )
                 .route("/auth", web::get().to(auth_page))
@@ -235,6 +239,13 @@ impl TestBroker {
         .run();
         actix_web::rt::spawn(server);
         broker
+    }
+
+    /// Changes one field of the discovery document it serves from now on.
+    pub fn set_discovery(&self, field: &str, value: &str) {
+        if let Ok(mut doc) = self.discovery.write() {
+            doc[field] = json!(value);
+        }
     }
 
     /// The claims the broker would put in a token for this sign-in.
@@ -286,7 +297,7 @@ async fn auth_page(
     let now = chrono::Utc::now().timestamp();
     let email = get("login_hint").to_lowercase();
     let claims = json!({
-        "iss": state.discovery["issuer"],
+        "iss": state.discovery.read().map(|d| d["issuer"].clone()).unwrap_or_default(),
         "aud": get("client_id"),
         "exp": now + 600,
         "iat": now,

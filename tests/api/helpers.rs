@@ -253,13 +253,32 @@ impl Browser {
     /// A browser with an empty cookie jar, talking to `base`, where the site's origin is
     /// `origin`.
     pub fn new(base: &str, origin: &str) -> Browser {
-        Browser {
-            client: awc::Client::builder()
+        Self::with_client(base, origin, None)
+    }
+
+    /// A browser on another machine: its connections come from `local` (a loopback address
+    /// such as 127.0.0.2, which the server sees as another client).
+    pub fn from_address(base: &str, origin: &str, local: std::net::IpAddr) -> Browser {
+        Self::with_client(base, origin, Some(local))
+    }
+
+    fn with_client(base: &str, origin: &str, local: Option<std::net::IpAddr>) -> Browser {
+        // Longer than the server's own limits (5 s for the database), so a test sees the
+        // server's answer rather than its own time-out.
+        let timeout = std::time::Duration::from_secs(20);
+        let client = match local {
+            Some(ip) => awc::Client::builder()
+                .local_address(ip)
                 .disable_redirects()
-                // Longer than the server's own limits (5 s for the database), so a test sees
-                // the server's answer rather than its own time-out.
-                .timeout(std::time::Duration::from_secs(20))
+                .timeout(timeout)
                 .finish(),
+            None => awc::Client::builder()
+                .disable_redirects()
+                .timeout(timeout)
+                .finish(),
+        };
+        Browser {
+            client,
             base: RefCell::new(base.to_owned()),
             origin: origin.to_owned(),
             jar: RefCell::new(HashMap::new()),
@@ -499,6 +518,12 @@ impl TestApp {
     /// A new browser for this app.
     pub fn browser(&self) -> Browser {
         Browser::new(&self.address, &self.public_url)
+    }
+
+    /// A new browser whose connections come from `local` (e.g. `127.0.0.2`).
+    pub fn browser_from(&self, local: &str) -> Browser {
+        let local = local.parse().expect("a local IP address");
+        Browser::from_address(&self.address, &self.public_url, local)
     }
 
     /// Submits the sign-in form and returns the broker request it leads to.

@@ -412,7 +412,7 @@ fn session_cookie_header(page: &crate::helpers::Page) -> String {
     page.headers
         .get_all("set-cookie")
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("clubhouse_session="))
+        .find(|v| v.starts_with("clubhouse_session=") || v.starts_with("__Host-clubhouse_session="))
         .unwrap_or_default()
         .to_owned()
 }

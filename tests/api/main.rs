@@ -9,6 +9,7 @@ mod broker;
 mod browser;
 mod cli;
 mod conformance;
+mod hardening;
 mod helpers;
 mod instances;
 mod keys;
