@@ -44,6 +44,17 @@ impl Limit {
     }
 }
 
+/// A hit on `bucket` now, in the current window of `limit`.
+fn hit_of(bucket: &str, limit: Limit, now: i64) -> db::rate_limits::Hit<'_> {
+    let window = limit.window.as_secs().max(1) as i64;
+    let window_start = now - now.rem_euclid(window);
+    db::rate_limits::Hit {
+        bucket,
+        window_start,
+        expires_at: window_start + window,
+    }
+}
+
 /// Counts one event in each bucket, each against its own limit, in one statement.
 /// `Ok(None)` when all allow it; `Ok(Some(seconds))` when any limit is reached, with the
 /// seconds until the last such window ends (for `Retry-After`).
@@ -54,15 +65,7 @@ pub async fn check(
 ) -> Result<Option<u64>, sqlx::Error> {
     let hits: Vec<db::rate_limits::Hit<'_>> = counted
         .iter()
-        .map(|(bucket, limit)| {
-            let window = limit.window.as_secs().max(1) as i64;
-            let window_start = now - now.rem_euclid(window);
-            db::rate_limits::Hit {
-                bucket,
-                window_start,
-                expires_at: window_start + window,
-            }
-        })
+        .map(|(bucket, limit)| hit_of(bucket, *limit, now))
         .collect();
     if hits.is_empty() {
         return Ok(None);
@@ -98,6 +101,36 @@ pub async fn sign_in_start(
     let now = db::now();
     // Addresses are counted by their keyed hash: no address is stored for this.
     let hash = email.map(|e| hasher.hash(e.as_str()));
+    // With all three limits (the default), one statement counts them all.
+    if let (Some(hash), Some(per_ip), Some(per_email), Some(all)) = (
+        &hash,
+        config.rate_limit_login_per_ip,
+        config.rate_limit_login_per_email,
+        config.rate_limit_login_per_email_all,
+    ) {
+        let buckets = [
+            (format!("login-email-all:{}", hash.as_str()), all),
+            (format!("login-ip:{network}"), per_ip),
+            (
+                format!("login-email:{}:{network}", hash.as_str()),
+                per_email,
+            ),
+        ];
+        let hits: Vec<db::rate_limits::Hit<'_>> =
+            buckets.iter().map(|(b, l)| hit_of(b, *l, now)).collect();
+        let counts = db::rate_limits::hit_with_ceiling(
+            pool,
+            hits[0],
+            [hits[1], hits[2]],
+            [i64::from(per_ip.count), i64::from(per_email.count)],
+        )
+        .await?;
+        let over = |i: usize| counts[i] > i64::from(buckets[i].1.count);
+        let wait = |i: usize| (hits[i].expires_at - now).max(1) as u64;
+        // A start the local limits refuse did not count against the ceiling.
+        let local = [1, 2].into_iter().filter(|i| over(*i)).map(wait).max();
+        return Ok(local.or_else(|| over(0).then(|| wait(0))));
+    }
     let mut local = Vec::with_capacity(2);
     if let Some(limit) = config.rate_limit_login_per_ip {
         local.push((format!("login-ip:{network}"), limit));

@@ -95,3 +95,88 @@ pub async fn delete_expired<'c>(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Counts a hit on two local buckets and, in the same statement, on a ceiling bucket only when
+/// both local buckets were under their limits before this hit (`local_limits`), so that
+/// traffic the local limits refuse does not use up the ceiling. Returns the hits of
+/// `[ceiling, locals[0], locals[1]]` in their windows, this one included.
+///
+/// The ceiling's row comes first in `VALUES`: SQLite inserts the rows in order, so its
+/// condition reads the local counters before this statement changes them, as Postgres reads
+/// them (from the snapshot the statement started with).
+pub async fn hit_with_ceiling<'c, E>(
+    db: E,
+    ceiling: Hit<'_>,
+    locals: [Hit<'_>; 2],
+    local_limits: [i64; 2],
+) -> Result<[i64; 3], sqlx::Error>
+where
+    E: Executor<'c, Database = Any>,
+{
+    // The hits a bucket had in its current window before this statement: 0 when its window
+    // ended or it has none.
+    macro_rules! before {
+        ($bucket:literal, $window:literal) => {
+            concat!(
+                "COALESCE((SELECT r.hits FROM rate_limits AS r WHERE r.bucket = ",
+                $bucket,
+                " AND r.window_start = ",
+                $window,
+                "), 0)"
+            )
+        };
+    }
+    macro_rules! locals_allow {
+        () => {
+            concat!(
+                "(",
+                before!("$4", "$5"),
+                " < $10 AND ",
+                before!("$7", "$8"),
+                " < $11)"
+            )
+        };
+    }
+    let rows = sqlx::query(concat!(
+        "INSERT INTO rate_limits (bucket, window_start, expires_at, hits) VALUES \
+         ($1, $2, $3, CASE WHEN ",
+        locals_allow!(),
+        " THEN 1 ELSE 0 END), ($4, $5, $6, 1), ($7, $8, $9, 1) \
+         ON CONFLICT (bucket) DO UPDATE SET hits = CASE \
+         WHEN rate_limits.bucket <> $1 OR ",
+        locals_allow!(),
+        " THEN (CASE WHEN rate_limits.window_start = excluded.window_start \
+                THEN rate_limits.hits + 1 ELSE 1 END) \
+         ELSE (CASE WHEN rate_limits.window_start = excluded.window_start \
+               THEN rate_limits.hits ELSE 0 END) END, \
+         window_start = excluded.window_start, expires_at = excluded.expires_at \
+         RETURNING bucket, hits"
+    ))
+    .bind(ceiling.bucket)
+    .bind(ceiling.window_start)
+    .bind(ceiling.expires_at)
+    .bind(locals[0].bucket)
+    .bind(locals[0].window_start)
+    .bind(locals[0].expires_at)
+    .bind(locals[1].bucket)
+    .bind(locals[1].window_start)
+    .bind(locals[1].expires_at)
+    .bind(local_limits[0])
+    .bind(local_limits[1])
+    .fetch_all(db)
+    .await?;
+    let mut counts = [0i64; 3];
+    for (slot, bucket) in [ceiling.bucket, locals[0].bucket, locals[1].bucket]
+        .iter()
+        .enumerate()
+    {
+        let mut found = None;
+        for row in &rows {
+            if row.try_get::<String, _>("bucket")? == *bucket {
+                found = Some(row.try_get::<i64, _>("hits")?);
+            }
+        }
+        counts[slot] = found.ok_or(sqlx::Error::RowNotFound)?;
+    }
+    Ok(counts)
+}

@@ -186,6 +186,30 @@ async fn sign_ins_started_for_a_member_from_another_network_do_not_lock_them_out
     app.sign_in(&victim, "victim@example.com")
         .await
         .assert_redirect_to("/members");
+
+    // The starts refused on the attacker's network do not use up the ceiling across networks:
+    // with a ceiling of 6, the attacker's 5 let through leave the member's one.
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_LOGIN_PER_IP", "100/1m"),
+        ("RATE_LIMIT_LOGIN_PER_EMAIL_ALL", "6/15m"),
+    ])
+    .await;
+    let attacker = app.browser_from("127.0.0.2");
+    for _ in 0..20 {
+        attacker
+            .submit("/login", &[("email", "victim@example.com")])
+            .await;
+    }
+    let victim = app.browser_from("127.0.0.3");
+    app.sign_in(&victim, "victim@example.com")
+        .await
+        .assert_redirect_to("/members");
+    // And the ceiling then holds for everyone.
+    let third = app.browser_from("127.0.0.4");
+    let page = third
+        .submit("/login", &[("email", "victim@example.com")])
+        .await;
+    assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[actix_web::test]
@@ -629,13 +653,29 @@ async fn a_line_break_from_the_broker_cannot_forge_a_log_line() {
 #[actix_web::test]
 async fn a_broker_url_in_clear_is_refused_at_start_naming_the_setting() {
     let port = crate::helpers::free_port();
-    let out = Server::command(port)
+    let mut child = Server::command(port)
         .env("BROKER_URL", "http://broker.example.org")
         .env("DATABASE_URL", "sqlite::memory:")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run the binary");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // It must stop at once; one that starts serving is killed and fails the test.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the site started with an http:// broker on another host");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read stderr");
     assert!(
         err.contains("BROKER_URL") && err.contains("must start with https://"),
         "{err}"
