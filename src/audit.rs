@@ -17,7 +17,8 @@ use crate::sessions::hex;
 /// `SESSION_KEY`, or the database).
 #[derive(Clone)]
 pub struct AddressHasher {
-    key: Vec<u8>,
+    /// The HMAC with its key already absorbed: each hash starts from a copy of it.
+    keyed: Hmac<Sha256>,
 }
 
 /// An address as the audit log keeps it; made only by [`AddressHasher::hash`].
@@ -30,13 +31,13 @@ impl AddressHasher {
         let mut mac = keyed(cookie_key.master());
         mac.update(b"clubhouse: audit and rate-limit address hashes, v1");
         AddressHasher {
-            key: mac.finalize().into_bytes().to_vec(),
+            keyed: keyed(&mac.finalize().into_bytes()),
         }
     }
 
     /// The keyed hash of a normalized address, as lowercase hex.
     pub fn hash(&self, email: &str) -> AddressHash {
-        let mut mac = keyed(&self.key);
+        let mut mac = self.keyed.clone();
         mac.update(email.as_bytes());
         AddressHash(hex(&mac.finalize().into_bytes()))
     }
