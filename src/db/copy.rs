@@ -12,6 +12,16 @@ enum Kind {
     Integer,
 }
 
+/// The tables `copy_all` copies, each with its columns, in the order it copies them (a test
+/// checks this list against the schema the migrations make, so a new table or column cannot be
+/// forgotten here).
+pub fn tables() -> Vec<(&'static str, Vec<&'static str>)> {
+    TABLES
+        .iter()
+        .map(|(table, columns)| (*table, columns.iter().map(|(c, _)| *c).collect()))
+        .collect()
+}
+
 /// Every table of the schema with its columns, parents before children (sessions refer to
 /// members). `_sqlx_migrations` is not copied: the target gets the same migrations applied.
 const TABLES: &[(&str, &[(&str, Kind)])] = &[

@@ -250,3 +250,30 @@ async fn admin_add_refuses_an_address_the_broker_would_refuse_and_stores_nothing
     assert!(stdout(&out).contains("0 members"), "{}", stdout(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_web::test]
+async fn copy_to_names_every_table_and_column_that_the_migrations_make() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let app = crate::helpers::spawn_app().await;
+    let sql = if app.db.url.starts_with("sqlite:") {
+        "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'"
+    } else {
+        "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'"
+    };
+    let rows: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&app.pool).await.unwrap();
+    let mut schema: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (table, column) in rows {
+        schema.entry(table).or_default().insert(column);
+    }
+    let copied: BTreeMap<String, BTreeSet<String>> = clubhouse::db::copy::tables()
+        .into_iter()
+        .map(|(t, cs)| (t.to_owned(), cs.into_iter().map(str::to_owned).collect()))
+        .collect();
+    assert!(schema.len() >= 7, "{schema:?}");
+    assert_eq!(
+        schema, copied,
+        "`clubhouse copy-to` (src/db/copy.rs) must copy every table and column of the schema"
+    );
+}
