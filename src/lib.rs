@@ -11,6 +11,7 @@ pub mod db;
 pub mod directory;
 pub mod email;
 pub mod error;
+pub mod error_pages;
 pub mod jobs;
 pub mod mail;
 pub mod member_csv;

@@ -198,6 +198,73 @@ impl Csrf {
     }
 }
 
+/// A form that carries this site's CSRF token in its `csrf_token` field.
+pub trait CsrfProtected {
+    /// The submitted token, if any.
+    fn csrf_token(&self) -> Option<&str>;
+}
+
+/// Implements [`CsrfProtected`] for form structs with a `csrf_token: Option<String>` field.
+#[macro_export]
+macro_rules! csrf_protected {
+    ($($form:ty),* $(,)?) => {
+        $(
+            impl $crate::security::CsrfProtected for $form {
+                fn csrf_token(&self) -> Option<&str> {
+                    self.csrf_token.as_deref()
+                }
+            }
+        )*
+    };
+}
+
+/// A posted form whose CSRF token (and origin) was checked before the handler runs: a handler
+/// that takes one cannot forget the check. It derefs to the form; [`CsrfForm::csrf`] gives the
+/// token for the page it answers with.
+pub struct CsrfForm<T> {
+    form: T,
+    csrf: Csrf,
+}
+
+impl<T> CsrfForm<T> {
+    /// The CSRF token, for the forms of the page the handler answers with.
+    pub fn csrf(&self) -> &Csrf {
+        &self.csrf
+    }
+
+    /// The form's fields.
+    pub fn into_inner(self) -> T {
+        self.form
+    }
+}
+
+impl<T> std::ops::Deref for CsrfForm<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.form
+    }
+}
+
+impl<T> FromRequest for CsrfForm<T>
+where
+    T: serde::de::DeserializeOwned + CsrfProtected + 'static,
+{
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let csrf = Csrf::from_request(req, payload).into_inner();
+        let form = web::Form::<T>::from_request(req, payload);
+        Box::pin(async move {
+            let csrf = csrf?;
+            let form = form.await?.into_inner();
+            csrf.check(form.csrf_token())?;
+            Ok(CsrfForm { form, csrf })
+        })
+    }
+}
+
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if s.len() != 64 {
         return None;

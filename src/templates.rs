@@ -308,7 +308,7 @@ pub struct AdminAuditPage {
     pub has_next: bool,
 }
 
-/// Any error, drawn by [`crate::error::render_error_pages`].
+/// Any error, drawn by [`crate::error_pages::render_error_pages`].
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {

@@ -14,7 +14,7 @@ use crate::email::EmailAddress;
 use crate::error::AppError;
 use crate::members::{self, ChangeError};
 use crate::portier::{Purpose, RelyingParty};
-use crate::security::Csrf;
+use crate::security::{Csrf, CsrfForm};
 use crate::templates::{AccountPage, DeleteAccountPage, SessionRow, Site};
 
 /// Query of `GET /account`.
@@ -45,8 +45,7 @@ async fn render(
 ) -> Result<HttpResponse, AppError> {
     let current = me.session.handle();
     let sessions = db::sessions::for_member(pool, &me.member.id, db::now())
-        .await
-        .map_err(AppError::internal)?
+        .await?
         .into_iter()
         .map(|s| SessionRow {
             current: current.as_deref() == Some(s.handle.as_str()),
@@ -91,13 +90,12 @@ pub struct NameForm {
 /// `POST /account/name`.
 pub async fn rename(
     me: SignedIn,
-    form: web::Form<NameForm>,
+    form: CsrfForm<NameForm>,
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     match members::rename(&pool, &me.member.id, &form.display_name).await {
         Ok(()) => {
             directory.changed();
@@ -132,7 +130,7 @@ pub struct EmailForm {
 pub async fn change_email(
     req: HttpRequest,
     me: SignedIn,
-    form: web::Form<EmailForm>,
+    form: CsrfForm<EmailForm>,
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
@@ -141,7 +139,6 @@ pub async fn change_email(
     config: web::Data<Config>,
     hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     let typed = form.email.trim();
     // Whether another member has the address is not said here: that would tell any member who
     // else is one. The answer is the same for a taken and a free address; the check happens in
@@ -182,43 +179,31 @@ pub struct RevokeForm {
 /// `POST /account/sessions/revoke`: ends one of the member's sessions.
 pub async fn revoke(
     me: SignedIn,
-    form: web::Form<RevokeForm>,
-    csrf: Csrf,
+    form: CsrfForm<RevokeForm>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     let handle = form.handle.as_deref().unwrap_or_default();
-    members::end_session(&pool, &me.member.id, handle)
-        .await
-        .map_err(AppError::internal)?;
+    members::end_session(&pool, &me.member.id, handle).await?;
     Ok(see_other("/account?notice=revoked"))
 }
 
 /// `POST /account/sessions/revoke-others`: ends every session of the member but this one.
 pub async fn revoke_others(
     me: SignedIn,
-    form: web::Form<RevokeForm>,
-    csrf: Csrf,
+    _form: CsrfForm<RevokeForm>,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     // Without a handle of its own (a session from before handles existed) nothing is kept,
     // which signs this browser out too: safe, and it can sign in again.
     let keep = me.session.handle().unwrap_or_else(|| "-".into());
-    members::end_other_sessions(&pool, &me.member.id, &keep)
-        .await
-        .map_err(AppError::internal)?;
+    members::end_other_sessions(&pool, &me.member.id, &keep).await?;
     Ok(see_other("/account?notice=others"))
 }
 
 /// `GET /account/data.json`: everything the site keeps about the member.
 pub async fn data(me: SignedIn, pool: web::Data<Pool>) -> Result<HttpResponse, AppError> {
-    let sessions = db::sessions::for_member(pool.get_ref(), &me.member.id, db::now())
-        .await
-        .map_err(AppError::internal)?;
-    let audit = db::audit::for_member(pool.get_ref(), &me.member.id)
-        .await
-        .map_err(AppError::internal)?;
+    let sessions = db::sessions::for_member(pool.get_ref(), &me.member.id, db::now()).await?;
+    let audit = db::audit::for_member(pool.get_ref(), &me.member.id).await?;
     let body = serde_json::json!({
         "member": me.member,
         "sessions": sessions,
@@ -230,7 +215,7 @@ pub async fn data(me: SignedIn, pool: web::Data<Pool>) -> Result<HttpResponse, A
             header::CONTENT_DISPOSITION,
             "attachment; filename=\"clubhouse-my-data.json\"",
         ))
-        .body(serde_json::to_string_pretty(&body).map_err(AppError::internal)?))
+        .body(serde_json::to_string_pretty(&body)?))
 }
 
 /// `GET /account/delete`: asks for confirmation.
@@ -258,13 +243,11 @@ pub struct DeleteForm {
 /// `POST /account/delete`: deletes the member, once they typed their address to confirm.
 pub async fn delete(
     me: SignedIn,
-    form: web::Form<DeleteForm>,
-    csrf: Csrf,
+    form: CsrfForm<DeleteForm>,
     pool: web::Data<Pool>,
     directory: web::Data<Directory>,
     hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     let confirmed = form
         .confirm
         .as_deref()
@@ -297,3 +280,5 @@ pub async fn delete(
         Err(e) => Err(AppError::internal(e)),
     }
 }
+
+crate::csrf_protected!(NameForm, EmailForm, RevokeForm, DeleteForm);

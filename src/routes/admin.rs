@@ -17,7 +17,7 @@ use crate::error::AppError;
 use crate::mail::Mailer;
 use crate::member_csv::{self, ApplyError};
 use crate::members::{self, ChangeError};
-use crate::security::Csrf;
+use crate::security::{Csrf, CsrfForm};
 use crate::templates::{
     AdminAuditPage, AdminImportPage, AdminMembersPage, AdminOutboxPage, AuditRow,
     ConfirmRemovePage, MemberRow, OutboxRow, Site,
@@ -97,14 +97,11 @@ async fn render_list(
         status: query.status.clone(),
         role: query.role.clone(),
     };
-    let total = db::members::count(pool, &filter)
-        .await
-        .map_err(AppError::internal)?;
+    let total = db::members::count(pool, &filter).await?;
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     let page = query.page.unwrap_or(1).clamp(1, pages);
     let rows = db::members::list(pool, &filter, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        .await
-        .map_err(AppError::internal)?
+        .await?
         .into_iter()
         .map(|member| MemberRow {
             last_login: when(member.last_login_at),
@@ -172,7 +169,7 @@ pub struct InviteForm {
 #[allow(clippy::too_many_arguments)]
 pub async fn invite(
     admin: Admin,
-    form: web::Form<InviteForm>,
+    form: CsrfForm<InviteForm>,
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
@@ -181,10 +178,7 @@ pub async fn invite(
     directory: web::Data<Directory>,
     hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
-    let report = members::invite(&pool, &mailer, &hasher, &admin.0.member, &form.addresses)
-        .await
-        .map_err(AppError::internal)?;
+    let report = members::invite(&pool, &mailer, &hasher, &admin.0.member, &form.addresses).await?;
     directory.changed();
     let mut lines = Vec::new();
     if !report.invited.is_empty() {
@@ -240,8 +234,7 @@ pub async fn confirm_remove(
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, AppError> {
     let member = db::members::find_by_id(pool.get_ref(), &id)
-        .await
-        .map_err(AppError::internal)?
+        .await?
         .ok_or(AppError::NotFound)?;
     html(
         StatusCode::OK,
@@ -258,15 +251,13 @@ pub async fn confirm_remove(
 pub async fn act(
     admin: Admin,
     path: web::Path<(String, String)>,
-    form: web::Form<ActionForm>,
-    csrf: Csrf,
+    form: CsrfForm<ActionForm>,
     pool: web::Data<Pool>,
     config: web::Data<Config>,
     mailer: web::Data<Mailer>,
     directory: web::Data<Directory>,
     hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     let (id, action) = path.into_inner();
     let actor = admin.0.member.id.as_str();
     if action == "remove" && form.confirmed.as_deref() != Some("yes") {
@@ -319,10 +310,8 @@ fn capitalize(s: &str) -> String {
 
 /// `GET /admin/members.csv`: the whole member list as CSV.
 pub async fn export(_admin: Admin, pool: web::Data<Pool>) -> Result<HttpResponse, AppError> {
-    let members = db::members::all(pool.get_ref())
-        .await
-        .map_err(AppError::internal)?;
-    let text = member_csv::export(&members).map_err(AppError::internal)?;
+    let members = db::members::all(pool.get_ref()).await?;
+    let text = member_csv::export(&members)?;
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((
@@ -363,13 +352,12 @@ pub struct ImportForm {
 /// row is good, all in one transaction).
 pub async fn import(
     admin: Admin,
-    form: web::Form<ImportForm>,
+    form: CsrfForm<ImportForm>,
     site: web::Data<Site>,
     csrf: Csrf,
     pool: web::Data<Pool>,
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     let checked = member_csv::check(&form.csv);
     let mut applied = None;
     let mut status = if checked.has_errors() {
@@ -443,13 +431,11 @@ pub async fn audit(
         PAGE_SIZE + 1,
         (page - 1) * PAGE_SIZE,
     )
-    .await
-    .map_err(AppError::internal)?;
+    .await?;
     let has_next = entries.len() as i64 > PAGE_SIZE;
     // Show members by their current address where they still exist.
     let members: HashMap<String, String> = db::members::all(pool.get_ref())
-        .await
-        .map_err(AppError::internal)?
+        .await?
         .into_iter()
         .map(|m| (m.id, m.email))
         .collect();
@@ -520,12 +506,9 @@ pub async fn outbox(
         PAGE_SIZE + 1,
         (page - 1) * PAGE_SIZE,
     )
-    .await
-    .map_err(AppError::internal)?;
+    .await?;
     let has_next = mails.len() as i64 > PAGE_SIZE;
-    let counts = db::outbox::counts(pool.get_ref())
-        .await
-        .map_err(AppError::internal)?;
+    let counts = db::outbox::counts(pool.get_ref()).await?;
     let rows = mails
         .into_iter()
         .take(PAGE_SIZE as usize)
@@ -562,12 +545,10 @@ pub async fn outbox(
 pub async fn retry_mail(
     admin: Admin,
     id: web::Path<String>,
-    form: web::Form<ActionForm>,
-    csrf: Csrf,
+    _form: CsrfForm<ActionForm>,
     pool: web::Data<Pool>,
     mailer: web::Data<Mailer>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     if !mailer.enabled() {
         return Err(AppError::Conflict(
             "This site sends no mail (SMTP_URL is not set), so nothing can be retried.".into(),
@@ -586,3 +567,5 @@ pub async fn retry_mail(
         Err(e) => Err(AppError::internal(e)),
     }
 }
+
+crate::csrf_protected!(InviteForm, ActionForm, ImportForm);

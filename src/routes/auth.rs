@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::portier::{Purpose, Rejection, RelyingParty, StartError, VerifyError};
 use crate::rate_limit::{self, RefusalGate};
 use crate::safe_path::{self, DEFAULT_NEXT};
-use crate::security::{self, Csrf};
+use crate::security::{self, Csrf, CsrfForm};
 use crate::sessions::MemberSession;
 use crate::templates::{HomePage, Site};
 
@@ -41,10 +41,7 @@ pub async fn home(
     if session.member_id().is_some() {
         return Ok(see_other(next));
     }
-    let needs_admin = db::members::active_admins(pool.get_ref())
-        .await
-        .map_err(AppError::internal)?
-        == 0;
+    let needs_admin = db::members::active_admins(pool.get_ref()).await? == 0;
     html(
         StatusCode::OK,
         &HomePage {
@@ -81,10 +78,7 @@ pub async fn limit_start(
     email: Option<&EmailAddress>,
 ) -> Result<(), AppError> {
     let network = security::network_of(req, &config.trusted_proxies);
-    match rate_limit::sign_in_start(pool, config, hasher, &network, email)
-        .await
-        .map_err(AppError::internal)?
-    {
+    match rate_limit::sign_in_start(pool, config, hasher, &network, email).await? {
         Some(retry_after) => Err(AppError::RateLimited {
             retry_after,
             what: Limited::Starts,
@@ -98,7 +92,7 @@ pub async fn limit_start(
 #[allow(clippy::too_many_arguments)]
 pub async fn login(
     req: HttpRequest,
-    form: web::Form<LoginForm>,
+    form: CsrfForm<LoginForm>,
     csrf: Csrf,
     rp: web::Data<RelyingParty>,
     client: web::Data<awc::Client>,
@@ -110,7 +104,6 @@ pub async fn login(
 ) -> Result<HttpResponse, AppError> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let result: Result<HttpResponse, AppError> = async {
-        csrf.check(form.csrf_token.as_deref())?;
         // Every start counts against the client's network, one with a bad address too (that
         // limits probing); a good address also counts against itself.
         let next = safe_path::next_or_default(form.next.as_deref());
@@ -168,7 +161,7 @@ pub async fn send_to_broker(
         Ok(url) => {
             let mut response = see_other(url.as_str());
             if let Some((cookie, _)) = binding {
-                response.add_cookie(&cookie).map_err(AppError::internal)?;
+                response.add_cookie(&cookie)?;
             }
             Ok(response)
         }
@@ -239,12 +232,12 @@ pub async fn verify(
             .map(|e| e.to_string())
             .unwrap_or_else(|_| checked.email.clone());
         // The nonce is consumed and the member admitted in one write transaction: one commit.
-        let mut tx = db::begin_write(&pool).await.map_err(AppError::internal)?;
+        let mut tx = db::begin_write(&pool).await?;
         let verified = match rp.consume(&mut tx, checked, binding.as_deref()).await {
             Ok(v) => v,
             Err(VerifyError::Rejected(r)) => {
                 // Keeps a nonce that was used up (an expired one, say).
-                tx.commit().await.map_err(AppError::internal)?;
+                tx.commit().await?;
                 refused(&gate, &pool, &config, &network, &r).await?;
                 if matches!(r, Rejection::BindingMissing | Rejection::BindingMismatch) {
                     // Opened on another device: offer to start again from this one.
@@ -259,10 +252,9 @@ pub async fn verify(
         };
         let (member_id, next) = match &verified.purpose {
             Purpose::SignIn => {
-                let admission = members::admit(&mut tx, &config, &mailer, &hasher, &verified.email)
-                    .await
-                    .map_err(AppError::internal)?;
-                tx.commit().await.map_err(AppError::internal)?;
+                let admission =
+                    members::admit(&mut tx, &config, &mailer, &hasher, &verified.email).await?;
+                tx.commit().await?;
                 match admission {
                     Admission::Admitted(member) => {
                         // A first sign-in may have added a name, or activated an invited member.
@@ -278,7 +270,7 @@ pub async fn verify(
             }
             Purpose::ChangeEmail { member_id } => {
                 // The nonce is spent whatever happens next.
-                tx.commit().await.map_err(AppError::internal)?;
+                tx.commit().await?;
                 // Only an active member's address changes (checked in the change itself).
                 match members::change_email(&pool, &hasher, member_id, &verified.email).await {
                     Ok(()) => (member_id.clone(), "/account?notice=email".to_owned()),
@@ -296,15 +288,11 @@ pub async fn verify(
                 }
             }
         };
-        session
-            .sign_in(&member_id, user_agent, &ip)
-            .map_err(AppError::internal)?;
+        session.sign_in(&member_id, user_agent, &ip)?;
         tracing::info!(member = %member_id, "signed in");
         let mut response = see_other(&next);
         if binding.is_some() {
-            response
-                .add_cookie(&security::spent_binding(names))
-                .map_err(AppError::internal)?;
+            response.add_cookie(&security::spent_binding(names))?;
         }
         Ok(response)
     }
@@ -338,8 +326,7 @@ async fn refused(
 ) -> Result<(), AppError> {
     match gate
         .refused(pool, config, network, rejection.name())
-        .await
-        .map_err(AppError::internal)?
+        .await?
     {
         Some(retry_after) => Err(AppError::RateLimited {
             retry_after,
@@ -366,22 +353,20 @@ pub struct LogoutForm {
 
 /// `POST /logout`: ends the session everywhere it is stored.
 pub async fn logout(
-    form: web::Form<LogoutForm>,
-    csrf: Csrf,
+    _form: CsrfForm<LogoutForm>,
     session: MemberSession,
     pool: web::Data<Pool>,
 ) -> Result<HttpResponse, AppError> {
-    csrf.check(form.csrf_token.as_deref())?;
     if let Some(id) = session.member_id() {
         let event = Event {
             actor: Some(&id),
             subject: Some(&id),
             ..Event::default()
         };
-        audit::record(pool.get_ref(), Action::SignOut, event)
-            .await
-            .map_err(AppError::internal)?;
+        audit::record(pool.get_ref(), Action::SignOut, event).await?;
     }
     session.sign_out();
     Ok(see_other("/"))
 }
+
+crate::csrf_protected!(LoginForm, LogoutForm);

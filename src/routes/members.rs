@@ -27,10 +27,7 @@ pub async fn members_page(
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
-    let names = directory
-        .page(pool.get_ref(), page)
-        .await
-        .map_err(AppError::internal)?;
+    let names = directory.page(pool.get_ref(), page).await?;
     html(
         StatusCode::OK,
         &MembersPage {

@@ -77,7 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn html(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
-        .body(page.render().map_err(AppError::internal)?))
+        .body(page.render()?))
 }
 
 /// A unix time as members read it (UTC), or `never`.
@@ -140,11 +140,9 @@ impl FromRequest for SignedIn {
                 Some(member) if member.id == member_id && member.status == "active" => {
                     // Admins only: one count, so the header can say what is waiting.
                     let pending_requests = match (&pool, member.role == "admin") {
-                        (Some(pool), true) => Some(
-                            crate::db::members::count_pending(pool.get_ref())
-                                .await
-                                .map_err(AppError::internal)?,
-                        ),
+                        (Some(pool), true) => {
+                            Some(crate::db::members::count_pending(pool.get_ref()).await?)
+                        }
                         _ => None,
                     };
                     Ok(SignedIn {
