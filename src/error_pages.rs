@@ -37,6 +37,19 @@ pub struct ErrorDetails {
     pub sign_in_here: Option<String>,
 }
 
+impl ErrorDetails {
+    /// A page with a heading and a message, nothing more.
+    fn plain(title: impl Into<String>, message: impl Into<String>) -> ErrorDetails {
+        ErrorDetails {
+            title: title.into(),
+            message: message.into(),
+            reference: None,
+            offer_sign_in: false,
+            sign_in_here: None,
+        }
+    }
+}
+
 fn reference() -> String {
     let mut raw = [0u8; 4];
     rand::rng().fill_bytes(&mut raw);
@@ -95,13 +108,7 @@ impl ResponseError for AppError {
                          contact the site's owner.",
                     ),
                 };
-                ErrorDetails {
-                    title: title.into(),
-                    message: message.into(),
-                    reference: None,
-                    offer_sign_in: false,
-                    sign_in_here: None,
-                }
+                ErrorDetails::plain(title, message)
             }
             AppError::AdminsOnly => ErrorDetails {
                 title: "This page is for admins".into(),
@@ -312,13 +319,7 @@ fn default_details(status: StatusCode) -> ErrorDetails {
             "The page could not be shown. Please try again in a moment.",
         ),
     };
-    ErrorDetails {
-        title: title.into(),
-        message: message.into(),
-        reference: None,
-        offer_sign_in: false,
-        sign_in_here: None,
-    }
+    ErrorDetails::plain(title, message)
 }
 
 /// Marks a response whose body is meant as it is (health checks, metrics): the error pages
