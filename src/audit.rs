@@ -253,7 +253,7 @@ pub async fn record_folded<'c>(
     let id = uuid::Builder::from_custom_bytes(bytes)
         .into_uuid()
         .to_string();
-    db::audit::insert_or_count(
+    db::audit::insert(
         db,
         &Entry {
             id,

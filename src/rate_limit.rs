@@ -99,22 +99,26 @@ pub async fn sign_in_start(
     email: Option<&EmailAddress>,
 ) -> Result<Option<u64>, sqlx::Error> {
     let now = db::now();
+    let per_network = format!("login-ip:{network}");
     // Addresses are counted by their keyed hash: no address is stored for this.
-    let hash = email.map(|e| hasher.hash(e.as_str()));
+    let per_address = email.map(|e| {
+        let hash = hasher.hash(e.as_str());
+        (
+            format!("login-email:{}:{network}", hash.as_str()),
+            format!("login-email-all:{}", hash.as_str()),
+        )
+    });
     // With all three limits (the default), one statement counts them all.
-    if let (Some(hash), Some(per_ip), Some(per_email), Some(all)) = (
-        &hash,
+    if let (Some((from_network, everywhere)), Some(per_ip), Some(per_email), Some(all)) = (
+        &per_address,
         config.rate_limit_login_per_ip,
         config.rate_limit_login_per_email,
         config.rate_limit_login_per_email_all,
     ) {
         let buckets = [
-            (format!("login-email-all:{}", hash.as_str()), all),
-            (format!("login-ip:{network}"), per_ip),
-            (
-                format!("login-email:{}:{network}", hash.as_str()),
-                per_email,
-            ),
+            (everywhere.as_str(), all),
+            (per_network.as_str(), per_ip),
+            (from_network.as_str(), per_email),
         ];
         let hits: Vec<db::rate_limits::Hit<'_>> =
             buckets.iter().map(|(b, l)| hit_of(b, *l, now)).collect();
@@ -131,21 +135,21 @@ pub async fn sign_in_start(
         let local = [1, 2].into_iter().filter(|i| over(*i)).map(wait).max();
         return Ok(local.or_else(|| over(0).then(|| wait(0))));
     }
+    // A limit is off: the ones that are on, the ceiling after the others.
     let mut local = Vec::with_capacity(2);
     if let Some(limit) = config.rate_limit_login_per_ip {
-        local.push((format!("login-ip:{network}"), limit));
+        local.push((per_network, limit));
     }
-    if let (Some(hash), Some(limit)) = (&hash, config.rate_limit_login_per_email) {
-        local.push((format!("login-email:{}:{network}", hash.as_str()), limit));
+    if let (Some((from_network, _)), Some(limit)) =
+        (&per_address, config.rate_limit_login_per_email)
+    {
+        local.push((from_network.clone(), limit));
     }
     if let Some(wait) = check(pool, &local, now).await? {
         return Ok(Some(wait));
     }
-    match (&hash, config.rate_limit_login_per_email_all) {
-        (Some(hash), Some(limit)) => {
-            let all = [(format!("login-email-all:{}", hash.as_str()), limit)];
-            check(pool, &all, now).await
-        }
+    match (per_address, config.rate_limit_login_per_email_all) {
+        (Some((_, everywhere)), Some(limit)) => check(pool, &[(everywhere, limit)], now).await,
         _ => Ok(None),
     }
 }
@@ -184,12 +188,6 @@ impl RefusalGate {
         if closed.len() < GATE_CAPACITY {
             closed.insert(network.to_owned(), now + Duration::from_secs(seconds));
         }
-    }
-
-    /// Whether refusals from `network` are over the limit already (seconds left), without
-    /// touching the database.
-    pub fn is_closed(&self, network: &str) -> Option<u64> {
-        self.closed_for(network)
     }
 
     /// Records that a token from `network` was refused for `reason`: counts it against the

@@ -55,13 +55,11 @@ pub async fn carry_over_plain_cookie(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let old_name = CookieNames::PLAIN.session;
     let new_name = CookieNames::HOST.session;
-    let https = req
+    let (https, max_age) = req
         .app_data::<web::Data<Config>>()
-        .is_some_and(|c| c.is_https());
-    let max_age = req
-        .app_data::<web::Data<Config>>()
-        .map(|c| c.session_max_age)
-        .unwrap_or_default();
+        .map_or((false, Default::default()), |c| {
+            (c.is_https(), c.session_max_age)
+        });
     let key = req.app_data::<web::Data<SessionCookieKey>>().cloned();
     // Read from the header itself: `req.cookie()` would cache the parsed cookies before the
     // carried-over one is added.

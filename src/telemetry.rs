@@ -73,6 +73,9 @@ pub struct RequestSpan;
 impl tracing_actix_web::RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
         let span = tracing_actix_web::root_span!(level = tracing::Level::INFO, request);
+        if span.is_disabled() {
+            return span;
+        }
         // The client as the rate limits see it: `X-Forwarded-For` only from a trusted proxy
         // (the macro's default believes it from anyone).
         let trusted = request

@@ -24,7 +24,9 @@ pub struct Entry {
     pub occurrences: i64,
 }
 
-/// Appends an entry.
+/// Appends an entry. An entry whose id is there already (a folded one: see
+/// `audit::record_folded`) counts its occurrences into that one instead; ordinary entries have
+/// ids of their own (uuid v7) and never meet one.
 pub async fn insert<'c>(
     db: impl Executor<'c, Database = Any>,
     e: &Entry,
@@ -32,7 +34,9 @@ pub async fn insert<'c>(
     sqlx::query(
         "INSERT INTO audit_log \
          (id, at, action, actor_id, subject_id, email_hash, detail, occurrences) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE \
+         SET occurrences = audit_log.occurrences + excluded.occurrences",
     )
     .bind(&e.id)
     .bind(e.at)
@@ -42,29 +46,6 @@ pub async fn insert<'c>(
     .bind(&e.email_hash)
     .bind(&e.detail)
     .bind(e.occurrences)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Appends an entry, or counts one more occurrence of the entry with the same id.
-pub async fn insert_or_count<'c>(
-    db: impl Executor<'c, Database = Any>,
-    e: &Entry,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log \
-         (id, at, action, actor_id, subject_id, email_hash, detail, occurrences) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1) \
-         ON CONFLICT (id) DO UPDATE SET occurrences = audit_log.occurrences + 1",
-    )
-    .bind(&e.id)
-    .bind(e.at)
-    .bind(&e.action)
-    .bind(&e.actor_id)
-    .bind(&e.subject_id)
-    .bind(&e.email_hash)
-    .bind(&e.detail)
     .execute(db)
     .await?;
     Ok(())

@@ -488,6 +488,18 @@ fn set_cookies(page: &crate::helpers::Page) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that `page` sets cookie `name` with every one of `attributes` and no `Domain`, as
+/// the `__Host-` prefix requires.
+fn assert_sets_host_cookie(page: &crate::helpers::Page, name: &str, attributes: &[&str]) {
+    let cookies = set_cookies(page);
+    assert!(
+        cookies.iter().any(|c| c.starts_with(&format!("{name}="))
+            && attributes.iter().all(|a| c.contains(a))
+            && !c.contains("Domain")),
+        "{name} with {attributes:?}: {cookies:?}"
+    );
+}
+
 #[actix_web::test]
 async fn on_https_the_cookies_carry_the_host_prefix_and_older_sessions_carry_over() {
     // A fixed key, so that the test can make the cookie the previous release set.
@@ -499,41 +511,22 @@ async fn on_https_the_cookies_carry_the_host_prefix_and_older_sessions_carry_ove
     .await;
     let browser = app.browser();
     let home = browser.get("/").await;
-    let csrf = set_cookies(&home);
-    assert!(
-        csrf.iter().any(|c| c.starts_with("__Host-clubhouse_csrf=")
-            && c.contains("Secure")
-            && c.contains("Path=/")
-            && !c.contains("Domain")),
-        "{csrf:?}"
-    );
+    assert_sets_host_cookie(&home, "__Host-clubhouse_csrf", &["Secure", "Path=/"]);
     let start = browser
         .submit("/login", &[("email", "prefix@example.com")])
         .await;
-    let binding = set_cookies(&start);
-    assert!(
-        binding
-            .iter()
-            .any(|c| c.starts_with("__Host-clubhouse_login=")
-                && c.contains("Secure")
-                && c.contains("Path=/;")
-                && c.contains("SameSite=None")
-                && !c.contains("Domain")),
-        "{binding:?}"
+    assert_sets_host_cookie(
+        &start,
+        "__Host-clubhouse_login",
+        &["Secure", "Path=/;", "SameSite=None"],
     );
     let auth = AuthRequest::from_location(&start.location());
     let done = app.post_token(&browser, &app.token_for(&auth)).await;
     done.assert_redirect_to("/members");
-    let session = set_cookies(&done);
-    assert!(
-        session
-            .iter()
-            .any(|c| c.starts_with("__Host-clubhouse_session=")
-                && c.contains("Secure")
-                && c.contains("HttpOnly")
-                && c.contains("Path=/")
-                && !c.contains("Domain")),
-        "{session:?}"
+    assert_sets_host_cookie(
+        &done,
+        "__Host-clubhouse_session",
+        &["Secure", "HttpOnly", "Path=/"],
     );
     assert!(browser.cookie("clubhouse_session").is_none());
 
