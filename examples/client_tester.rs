@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use clubhouse::config::Config;
 use clubhouse::db;
-use clubhouse::portier::{Broker, Purpose, RelyingParty, VerifyError};
+use clubhouse::domain::portier::{Broker, Purpose, RelyingParty, VerifyError};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

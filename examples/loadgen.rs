@@ -294,7 +294,7 @@ async fn main() -> std::process::ExitCode {
         .env("BROKER_URL", &broker.origin)
         .envs(SERVER_SETTINGS)
         .env("PURGE_INTERVAL", &args.purge_interval)
-        .env("RUST_LOG", "warn,clubhouse::jobs=info")
+        .env("RUST_LOG", "warn,clubhouse::domain::purge=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::audit::{self, AddressHasher};
 use crate::config::Config;
-use crate::db::{self, Pool};
+use crate::db::{self, Db};
+use crate::domain::audit::{self, AddressHasher};
+use crate::domain::{member_csv, members};
 use crate::email::EmailAddress;
-use crate::{member_csv, members, sessions};
+use crate::web::sessions;
 
 /// A members-only website that signs people in with Portier.
 #[derive(Debug, Parser)]
@@ -84,7 +85,7 @@ pub enum MembersCommand {
     },
 }
 
-async fn open(config: &Config, migrate: bool) -> anyhow::Result<Pool> {
+async fn open(config: &Config, migrate: bool) -> anyhow::Result<Db> {
     let pool = db::connect(&config.database_url)
         .await
         .with_context(|| format!("could not open {}", config.database_url_redacted()))?;
@@ -97,7 +98,7 @@ async fn open(config: &Config, migrate: bool) -> anyhow::Result<Pool> {
 }
 
 /// The audit log's address hasher, as the server makes it (the log's old hashes converted).
-async fn hasher(config: &Config, pool: &Pool) -> anyhow::Result<AddressHasher> {
+async fn hasher(config: &Config, pool: &Db) -> anyhow::Result<AddressHasher> {
     let key = sessions::cookie_key(config.session_key.as_ref(), pool)
         .await
         .context("could not load the session key")?;
@@ -182,7 +183,7 @@ async fn backup(config: &Config, file: &Path, out: &mut impl Write) -> anyhow::R
     Ok(())
 }
 
-async fn copy_to(source: &Pool, target_url: &str, out: &mut impl Write) -> anyhow::Result<()> {
+async fn copy_to(source: &Db, target_url: &str, out: &mut impl Write) -> anyhow::Result<()> {
     let shown = crate::config::redact_url(target_url);
     let target = db::connect(&secrecy::SecretString::from(target_url.to_owned()))
         .await
@@ -214,7 +215,7 @@ async fn copy_to(source: &Pool, target_url: &str, out: &mut impl Write) -> anyho
 }
 
 async fn add_admin(
-    pool: &Pool,
+    pool: &Db,
     hasher: &AddressHasher,
     raw: &str,
     out: &mut impl Write,
@@ -226,7 +227,7 @@ async fn add_admin(
     Ok(())
 }
 
-async fn list(pool: &Pool, out: &mut impl Write) -> anyhow::Result<()> {
+async fn list(pool: &Db, out: &mut impl Write) -> anyhow::Result<()> {
     let members = db::members::all(pool).await?;
     writeln!(
         out,
@@ -249,7 +250,7 @@ async fn list(pool: &Pool, out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn import(pool: &Pool, file: &PathBuf, out: &mut impl Write) -> anyhow::Result<()> {
+async fn import(pool: &Db, file: &PathBuf, out: &mut impl Write) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("could not read {}", file.display()))?;
     let checked = member_csv::check(&text);

@@ -7,11 +7,13 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use actix_web::cookie::Key;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::email::EmailAddress;
-use crate::rate_limit::Limit;
 
 /// All settings of the site. Built by [`Config::from_env`], or by hand in tests.
 #[derive(Clone)]
@@ -191,8 +193,7 @@ impl Config {
         }
         let session_key = var("SESSION_KEY").map(SecretString::from);
         if let Some(key) = &session_key {
-            crate::sessions::cookie_key_from_base64(key)
-                .map_err(|message| invalid("SESSION_KEY", message))?;
+            cookie_key_from_base64(key).map_err(|message| invalid("SESSION_KEY", message))?;
         }
         let purge_interval = parse_duration_var(&var, "PURGE_INTERVAL", "60s")?;
         let broker_timeout = parse_duration_var(&var, "BROKER_TIMEOUT", "10s")?;
@@ -225,7 +226,7 @@ impl Config {
         let rate_limit_refused_per_ip = limit("RATE_LIMIT_REFUSED_PER_IP", "20/1m")?;
         let trusted_proxies = parse_list(&var, "TRUSTED_PROXIES", |s| {
             s.parse::<IpAddr>()
-                .map(crate::security::canonical_ip)
+                .map(canonical_ip)
                 .map_err(|_| format!("{s:?} is not an IP address"))
         })?;
         let signup_mode = match var("SIGNUP_MODE").as_deref() {
@@ -617,6 +618,61 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_secs(secs))
+}
+
+/// A limit such as `10/1m`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Events allowed per window.
+    pub count: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+impl fmt::Debug for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}s", self.count, self.window.as_secs())
+    }
+}
+
+impl Limit {
+    /// Parses `COUNT/WINDOW` (`10/1m`, `5/15m`, `100/1h`) or `off` (returns `Ok(None)`).
+    pub fn parse(raw: &str) -> Result<Option<Limit>, String> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let bad = || format!("{raw:?} is not a limit; expected COUNT/WINDOW like 10/1m, or off");
+        let (count, window) = raw.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let window = parse_duration(window).ok_or_else(bad)?;
+        if count == 0 || window.is_zero() {
+            return Err(bad());
+        }
+        Ok(Some(Limit { count, window }))
+    }
+}
+
+/// An address as it is compared and counted: an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
+/// what a server listening on `[::]` sees of an IPv4 client) is its IPv4 address.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Decodes a `SESSION_KEY` value: base64 of at least 64 random bytes.
+pub fn cookie_key_from_base64(encoded: &SecretString) -> Result<Key, String> {
+    let bytes = STANDARD
+        .decode(encoded.expose_secret().trim())
+        .map_err(|_| {
+            "expected base64 text; generate one with: openssl rand -base64 64".to_owned()
+        })?;
+    Key::try_from(bytes.as_slice()).map_err(|_| {
+        "expected at least 64 bytes once decoded; generate one with: openssl rand -base64 64"
+            .to_owned()
+    })
 }
 
 #[cfg(test)]

@@ -7,47 +7,36 @@ use actix_session::SessionMiddleware;
 use actix_session::config::{CookieContentSecurity, PersistentSession};
 use actix_web::cookie::{SameSite, time::Duration as CookieDuration};
 use actix_web::dev::Server;
-use actix_web::error::UrlencodedError;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::Config;
-use crate::content::Content;
-use crate::db::{self, Pool};
-use crate::directory::{self, Directory};
-use crate::error::{AppError, render_error_pages};
-use crate::mail::{self, Mailer};
-use crate::metrics::{self, Metrics};
-use crate::portier::{Broker, RelyingParty};
-use crate::security::{self, CsrfKey};
-use crate::sessions::{self, DbSessionStore};
-use crate::templates::Site;
-use crate::{jobs, routes};
+use crate::db::{self, Db};
+use crate::domain::content::Content;
+use crate::domain::directory::{self, Directory};
+use crate::domain::mail::{self, Mailer};
+use crate::domain::metrics::Metrics;
+use crate::domain::portier::{Broker, RelyingParty};
+use crate::domain::purge;
+use crate::domain::signin::SignIn;
+use crate::web::error::AppError;
+use crate::web::error_pages::render_error_pages;
+use crate::web::routes;
+use crate::web::security::{self, CsrfKey};
+use crate::web::sessions::{self, DbSessionStore};
+use crate::web::templates::Site;
 
 /// Largest form body accepted (the id_token is the biggest field, under 8 KiB).
 const FORM_LIMIT: usize = 16 * 1024;
-
-/// What a form that cannot be parsed gets: 413 when too large, else 400. The parser's own
-/// message stays in the log.
-pub fn form_error(err: UrlencodedError) -> AppError {
-    tracing::info!(error = %err, "unreadable form");
-    match err {
-        UrlencodedError::Overflow { .. } => AppError::TooLarge,
-        _ => AppError::BadRequest(
-            "The form could not be read. Please go back, reload the page and try again.".into(),
-        ),
-    }
-}
 
 /// A built server, bound and ready to run.
 pub struct Application {
     port: u16,
     server: Server,
-    pool: Pool,
+    pool: Db,
     config: Config,
     metrics: web::Data<Metrics>,
     mailer: web::Data<Mailer>,
@@ -112,11 +101,11 @@ impl Application {
         }
         let csrf_key = web::Data::new(CsrfKey(cookie_key.signing().to_vec()));
         let hasher = web::Data::new(
-            crate::audit::prepare_hasher(&pool, &cookie_key)
+            crate::domain::audit::prepare_hasher(&pool, &cookie_key)
                 .await
                 .context("could not convert the audit log's address hashes")?,
         );
-        let refusal_gate = web::Data::new(crate::rate_limit::RefusalGate::default());
+        let refusal_gate = web::Data::new(crate::domain::rate_limit::RefusalGate::default());
         let directory = web::Data::new(Directory::new(directory::TTL));
         let metrics = web::Data::new(Metrics::default());
         let metrics_for_server = metrics.clone();
@@ -132,8 +121,18 @@ impl Application {
         }
         let pool_data = web::Data::new(pool.clone());
         let config_data = web::Data::new(config.clone());
+        let signin = web::Data::new(SignIn {
+            rp: rp.clone().into_inner(),
+            db: pool.clone(),
+            config: config_data.clone().into_inner(),
+            mailer: mailer.clone().into_inner(),
+            hasher: hasher.clone().into_inner(),
+            gate: refusal_gate.clone().into_inner(),
+            directory: directory.clone().into_inner(),
+            metrics: metrics.clone().into_inner(),
+        });
         let secure = config.is_https();
-        let cookie_names = crate::security::CookieNames::for_site(&config);
+        let cookie_names = crate::web::security::CookieNames::for_site(&config);
         let session_cookie_key = web::Data::new(sessions::SessionCookieKey(cookie_key.clone()));
         // The cookie lives as long as the longest session; the server decides when it ends.
         let cookie_max_age = CookieDuration::seconds(config.session_max_age.as_secs() as i64);
@@ -164,11 +163,12 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(render_error_pages))
                 .wrap(security::security_headers(&config_data))
                 .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
-                .wrap(from_fn(metrics::time_requests))
+                .wrap(from_fn(routes::health::time_requests))
                 // Outermost: it must change the request's cookies before anything reads them.
                 .wrap(from_fn(sessions::carry_over_plain_cookie))
                 .app_data(web::Data::new(client))
                 .app_data(rp.clone())
+                .app_data(signin.clone())
                 .app_data(site.clone())
                 .app_data(pool_data.clone())
                 .app_data(config_data.clone())
@@ -183,7 +183,7 @@ impl Application {
                 .app_data(
                     web::FormConfig::default()
                         .limit(FORM_LIMIT)
-                        .error_handler(|err, _req| form_error(err).into()),
+                        .error_handler(|err, _req| crate::web::extract::form_error(err).into()),
                 )
                 .app_data(web::QueryConfig::default().error_handler(|_err, _req| {
                     AppError::BadRequest("The address of this page could not be read.".into())
@@ -204,8 +204,7 @@ impl Application {
         // connections it had opened with it, and a slow request still running on another
         // worker failed on them (caught by the SIGTERM test). SQLite's connections live on
         // sqlx's own threads, so SQLite keeps one worker per core. Measured in BENCHMARKS.md.
-        let postgres =
-            db::Engine::of_url(config.database_url.expose_secret()) == db::Engine::Postgres;
+        let postgres = pool.engine() == db::Engine::Postgres;
         let server = if postgres { server.workers(1) } else { server }.run();
 
         Ok(Application {
@@ -224,7 +223,7 @@ impl Application {
     }
 
     /// A handle to the database pool (tests use it to look behind the scenes).
-    pub fn pool(&self) -> &Pool {
+    pub fn pool(&self) -> &Db {
         &self.pool
     }
 
@@ -237,7 +236,7 @@ impl Application {
     /// sender alongside; then stops both and closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let purge = tokio::spawn(jobs::run_purge(
+        let purge = tokio::spawn(purge::run_purge(
             self.pool.clone(),
             self.config.purge_interval,
             self.config.audit_retention,

@@ -82,7 +82,7 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
             .app_data::<web::Data<crate::config::Config>>()
             .map(|c| c.trusted_proxies.clone())
             .unwrap_or_default();
-        let client = crate::security::client_ip(request.request(), &trusted)
+        let client = crate::web::security::client_ip(request.request(), &trusted)
             .map(|ip| ip.to_string())
             .unwrap_or_default();
         span.record("http.client_ip", client.as_str());

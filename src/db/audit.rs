@@ -111,19 +111,3 @@ pub async fn for_member<'c>(
     .fetch_all(db)
     .await
 }
-
-/// Deletes up to `limit` entries older than `before`; returns how many.
-pub async fn delete_older<'c>(
-    db: impl Executor<'c, Database = Any>,
-    before: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
-    )
-    .bind(before)
-    .bind(limit)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, AnyConnection, Row};
 
-use super::Pool;
+use super::Db;
 
 /// What a column holds.
 #[derive(Clone, Copy)]
@@ -122,7 +122,7 @@ pub enum CopyError {
 /// Copies every row of every table from `source` into `target` (whose migrations must already
 /// be applied and which must hold no rows), in one transaction on the target: it has all the
 /// data or none. Returns each table's row count.
-pub async fn copy_all(source: &Pool, target: &Pool) -> Result<Vec<(&'static str, u64)>, CopyError> {
+pub async fn copy_all(source: &Db, target: &Db) -> Result<Vec<(&'static str, u64)>, CopyError> {
     let mut tx = super::begin_write(target).await?;
     for (table, _) in TABLES {
         if count_rows(&mut *tx, table).await? > 0 {
@@ -138,7 +138,7 @@ pub async fn copy_all(source: &Pool, target: &Pool) -> Result<Vec<(&'static str,
 }
 
 async fn copy_table(
-    source: &Pool,
+    source: &Db,
     target: &mut AnyConnection,
     table: &str,
     columns: &[(&str, Kind)],
@@ -169,7 +169,7 @@ async fn copy_table(
 }
 
 /// Each table's row count, for checking a copy.
-pub async fn counts(pool: &Pool) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
+pub async fn counts(pool: &Db) -> Result<Vec<(&'static str, u64)>, sqlx::Error> {
     let mut counts = Vec::new();
     for (table, _) in TABLES {
         counts.push((*table, count_rows(pool, table).await?));

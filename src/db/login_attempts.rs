@@ -77,22 +77,3 @@ pub async fn exists<'c>(
         .await?;
     Ok(n > 0)
 }
-
-/// Deletes up to `limit` attempts that expired before `now`; returns how many.
-pub async fn delete_expired<'c>(
-    db: impl Executor<'c, Database = Any>,
-    now: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    // A bounded batch keeps each write transaction short; instances running this at the same
-    // time simply delete disjoint or already-deleted rows.
-    let done = sqlx::query(
-        "DELETE FROM login_attempts WHERE nonce IN \
-         (SELECT nonce FROM login_attempts WHERE expires_at < $1 LIMIT $2)",
-    )
-    .bind(now)
-    .bind(limit)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}

@@ -2,7 +2,7 @@
 
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
-use super::Pool;
+use super::Db;
 
 /// The lock that serializes changes to the member list's roles and statuses on Postgres (an
 /// advisory lock: a number the site chooses, unrelated to any row).
@@ -21,11 +21,9 @@ pub struct MemberChange {
 
 impl MemberChange {
     /// Begins the transaction and waits for the lock.
-    pub async fn begin(pool: &Pool) -> Result<MemberChange, sqlx::Error> {
-        let mut tx = super::begin_write(pool).await?;
-        if super::Engine::of_url(pool.connect_options().database_url.as_str())
-            == super::Engine::Postgres
-        {
+    pub async fn begin(db: &Db) -> Result<MemberChange, sqlx::Error> {
+        let mut tx = super::begin_write(db).await?;
+        if db.engine() == super::Engine::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(MEMBER_CHANGE_LOCK)
                 .execute(&mut *tx)
@@ -55,6 +53,78 @@ impl MemberChange {
     }
 }
 
+/// What a member may do, stored as `member` or `admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads the members' pages.
+    Member,
+    /// Also manages the member list.
+    Admin,
+}
+
+/// Where a member stands, stored as `invited`, `pending`, `active` or `suspended`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Invited by an admin, not signed in yet.
+    Invited,
+    /// Asked to join; waits for an admin's approval.
+    Pending,
+    /// May sign in.
+    Active,
+    /// Stopped by an admin.
+    Suspended,
+}
+
+/// The stored names of an enum's values, both ways.
+macro_rules! stored_as {
+    ($ty:ident { $($value:ident => $name:literal),* $(,)? }) => {
+        impl $ty {
+            /// Every value, in the order the admin pages list them.
+            pub const ALL: &[$ty] = &[$($ty::$value),*];
+
+            /// The name stored in the database (and shown and typed in CSV files).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$value => $name),*
+                }
+            }
+
+            /// The value stored as `name`, if any.
+            pub fn parse(name: &str) -> Option<$ty> {
+                match name {
+                    $($name => Some($ty::$value),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(name: String) -> Result<$ty, String> {
+                $ty::parse(&name)
+                    .ok_or_else(|| format!("{name:?} is not a {}", stringify!($ty).to_lowercase()))
+            }
+        }
+    };
+}
+
+stored_as!(Role { Member => "member", Admin => "admin" });
+stored_as!(Status {
+    Invited => "invited",
+    Pending => "pending",
+    Active => "active",
+    Suspended => "suspended",
+});
+
 /// A member, as stored.
 #[derive(Debug, Clone, FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Member {
@@ -65,9 +135,11 @@ pub struct Member {
     /// The name shown to other members.
     pub display_name: String,
     /// `member` or `admin`.
-    pub role: String,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
     /// `invited`, `pending`, `active` or `suspended`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     /// When the row was created (unix seconds).
     pub created_at: i64,
     /// When the member last signed in (unix seconds).
@@ -132,8 +204,8 @@ pub async fn insert_if_absent<'c>(
     .bind(&m.id)
     .bind(&m.email)
     .bind(&m.display_name)
-    .bind(&m.role)
-    .bind(&m.status)
+    .bind(m.role.as_str())
+    .bind(m.status.as_str())
     .bind(m.created_at)
     .bind(m.last_login_at)
     .execute(db)
@@ -289,8 +361,8 @@ pub async fn active_admins<'c>(db: impl Executor<'c, Database = Any>) -> Result<
 pub async fn set_status(
     change: &mut MemberChange,
     id: &str,
-    from: &str,
-    to: &str,
+    from: Status,
+    to: Status,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(concat!(
         "UPDATE members SET status = $3 WHERE id = $1 AND status = $2 AND ($3 = 'active' OR ",
@@ -298,8 +370,8 @@ pub async fn set_status(
         ")"
     ))
     .bind(id)
-    .bind(from)
-    .bind(to)
+    .bind(from.as_str())
+    .bind(to.as_str())
     .execute(change.conn())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -310,7 +382,7 @@ pub async fn set_status(
 pub async fn set_role(
     change: &mut MemberChange,
     id: &str,
-    role: &str,
+    role: Role,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(concat!(
         "UPDATE members SET role = $2 WHERE id = $1 AND role <> $2 AND ($2 = 'admin' OR ",
@@ -318,7 +390,7 @@ pub async fn set_role(
         ")"
     ))
     .bind(id)
-    .bind(role)
+    .bind(role.as_str())
     .execute(change.conn())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -342,14 +414,14 @@ pub async fn delete(change: &mut MemberChange, id: &str) -> Result<bool, sqlx::E
 pub async fn delete_if_status(
     change: &mut MemberChange,
     id: &str,
-    status: &str,
+    status: Status,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(concat!(
         "DELETE FROM members WHERE id = $1 AND status = $2 AND ",
         not_last_admin!()
     ))
     .bind(id)
-    .bind(status)
+    .bind(status.as_str())
     .execute(change.conn())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -404,8 +476,8 @@ pub async fn upsert(
     .bind(&new.id)
     .bind(&new.email)
     .bind(&new.display_name)
-    .bind(&new.role)
-    .bind(&new.status)
+    .bind(new.role.as_str())
+    .bind(new.status.as_str())
     .bind(new.created_at)
     .bind(i32::from(set_role))
     .bind(i32::from(set_status))

@@ -9,21 +9,96 @@ pub mod copy;
 pub mod login_attempts;
 pub mod members;
 pub mod outbox;
+pub mod purge;
 pub mod rate_limits;
 pub mod sessions;
 pub mod settings;
 
 use std::time::Duration;
 
+use futures_core::future::BoxFuture;
+use futures_core::stream::BoxStream;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::{AnyPool, Executor};
 
-/// The pool every request uses.
-pub type Pool = AnyPool;
+/// The database: its connection pool and which engine it runs on. Cheap to clone (the pool is
+/// shared). The SQL functions of the submodules take it, or a transaction begun on it.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl Db {
+    /// The connection pool, to run a statement on or to begin a transaction with.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which engine the database runs on.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Closes every connection; waits for those in use to be given back.
+    pub async fn close(&self) {
+        self.pool.close().await
+    }
+}
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A statement run on the database itself (`query.execute(&db)`) takes a connection from the
+/// pool for that one statement, as it would on the pool.
+impl<'d> sqlx::Executor<'d> for &'d Db {
+    type Database = sqlx::Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<sqlx::Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'd: 'e,
+        E: 'q + sqlx::Execute<'q, sqlx::Any>,
+    {
+        self.pool.fetch_many(query)
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'd: 'e,
+        E: 'q + sqlx::Execute<'q, sqlx::Any>,
+    {
+        self.pool.fetch_optional(query)
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'd: 'e,
+    {
+        self.pool.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e>(
+        self,
+        sql: sqlx::SqlStr,
+    ) -> BoxFuture<'e, Result<sqlx::Describe<sqlx::Any>, sqlx::Error>>
+    where
+        'd: 'e,
+    {
+        self.pool.describe(sql)
+    }
+}
 
 /// Which engine a URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +121,7 @@ impl Engine {
 }
 
 /// Opens a pool on `url`. SQLite connections get WAL, a busy timeout and foreign keys.
-pub async fn connect(url: &SecretString) -> Result<Pool, sqlx::Error> {
+pub async fn connect(url: &SecretString) -> Result<Db, sqlx::Error> {
     install_default_drivers();
     let url = url.expose_secret();
     let engine = Engine::of_url(url);
@@ -72,12 +147,15 @@ pub async fn connect(url: &SecretString) -> Result<Pool, sqlx::Error> {
                 Ok(())
             })
         });
-    options.connect(url).await
+    Ok(Db {
+        pool: options.connect(url).await?,
+        engine,
+    })
 }
 
 /// Applies the migrations that have not run yet.
-pub async fn migrate(pool: &Pool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+pub async fn migrate(db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(db.pool()).await
 }
 
 /// Whether `e` means the database cannot be reached or used right now (a server that is down
@@ -111,10 +189,10 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 
 /// Writes a consistent copy of a SQLite database to a new file at `path` (`VACUUM INTO`): it
 /// reads in one transaction, so the site may go on writing meanwhile.
-pub async fn backup_sqlite(pool: &Pool, path: &str) -> Result<(), sqlx::Error> {
+pub async fn backup_sqlite(db: &Db, path: &str) -> Result<(), sqlx::Error> {
     sqlx::query("VACUUM INTO $1")
         .bind(path)
-        .execute(pool)
+        .execute(db.pool())
         .await?;
     Ok(())
 }
@@ -139,10 +217,10 @@ pub async fn check_sqlite_copy(path: &str) -> Result<i64, sqlx::Error> {
 }
 
 /// Whether the database answers, within two seconds.
-pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
+pub async fn ping(db: &Db) -> Result<(), sqlx::Error> {
     let answer = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(pool),
+        sqlx::query("SELECT 1").execute(db.pool()),
     )
     .await;
     match answer {
@@ -161,12 +239,9 @@ pub fn now() -> i64 {
 /// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later would otherwise fail
 /// with "database is locked" whenever another writer committed in between, and the busy
 /// timeout cannot help with that upgrade. Postgres needs nothing special.
-pub async fn begin_write(
-    pool: &Pool,
-) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-    if pool.connect_options().database_url.scheme() == "sqlite" {
-        pool.begin_with("BEGIN IMMEDIATE").await
-    } else {
-        pool.begin().await
+pub async fn begin_write(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match db.engine {
+        Engine::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await,
+        Engine::Postgres => db.pool.begin().await,
     }
 }

@@ -258,20 +258,3 @@ pub async fn counts<'c>(
     .fetch_one(db)
     .await
 }
-
-/// Deletes up to `limit` mails that were sent, failed or skipped before `before`.
-pub async fn delete_finished_before<'c>(
-    db: impl Executor<'c, Database = Any>,
-    before: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status <> 'queued' \
-         AND created_at < $1 LIMIT $2)",
-    )
-    .bind(before)
-    .bind(limit)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}

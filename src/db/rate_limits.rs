@@ -79,23 +79,6 @@ where
     Ok(counts)
 }
 
-/// Deletes up to `limit` counters whose window ended before `now`; returns how many.
-pub async fn delete_expired<'c>(
-    db: impl Executor<'c, Database = Any>,
-    now: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM rate_limits WHERE bucket IN \
-         (SELECT bucket FROM rate_limits WHERE expires_at < $1 LIMIT $2)",
-    )
-    .bind(now)
-    .bind(limit)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
-
 /// Counts a hit on two local buckets and, in the same statement, on a ceiling bucket only when
 /// both local buckets were under their limits before this hit (`local_limits`), so that
 /// traffic the local limits refuse does not use up the ceiling. Returns the hits of

@@ -1,8 +1,8 @@
-//! The `sessions` table, behind [`crate::sessions::DbSessionStore`].
+//! The `sessions` table, behind [`crate::web::sessions::DbSessionStore`].
 
 use sqlx::{Any, Executor};
 
-use super::members::Member;
+use super::members::{Member, Role, Status};
 
 /// A live session's state and expiry, with the member it belongs to.
 #[derive(Debug)]
@@ -53,8 +53,8 @@ pub async fn load<'c>(
             r.id,
             r.email,
             r.display_name,
-            r.role,
-            r.status,
+            r.role.as_deref().and_then(Role::parse),
+            r.status.as_deref().and_then(Status::parse),
             r.created_at,
         ) {
             (Some(id), Some(email), Some(display_name), Some(role), Some(status), Some(at)) => {
@@ -174,23 +174,6 @@ pub async fn delete<'c>(
         .execute(db)
         .await?;
     Ok(())
-}
-
-/// Deletes up to `limit` sessions that expired before `now`; returns how many.
-pub async fn delete_expired<'c>(
-    db: impl Executor<'c, Database = Any>,
-    now: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM sessions WHERE id IN \
-         (SELECT id FROM sessions WHERE expires_at < $1 LIMIT $2)",
-    )
-    .bind(now)
-    .bind(limit)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// A member's live session, as the member sees it.

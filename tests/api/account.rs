@@ -80,7 +80,7 @@ async fn the_directory_follows_changes_at_once_here_and_within_its_ttl_from_else
     .await
     .unwrap();
     let started = std::time::Instant::now();
-    let deadline = clubhouse::directory::TTL + std::time::Duration::from_secs(2);
+    let deadline = clubhouse::domain::directory::TTL + std::time::Duration::from_secs(2);
     while !boss
         .get("/members")
         .await
@@ -291,7 +291,7 @@ async fn deleting_an_account_needs_confirmation_and_leaves_only_a_hash() {
     );
     // The address is kept only as a keyed hash: not its bare SHA-256, which anyone could
     // find by hashing a list of addresses.
-    let bare = clubhouse::security::sha256_hex("tia@example.com");
+    let bare = clubhouse::web::security::sha256_hex("tia@example.com");
     assert!(rows.iter().any(|(_, h)| h.is_some()), "the hash is kept");
     assert!(
         rows.iter()
@@ -321,7 +321,7 @@ async fn old_audit_entries_are_purged_after_the_retention() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let purged = clubhouse::jobs::purge_expired(
+    let purged = clubhouse::domain::purge::purge_expired(
         &app.pool,
         chrono::Utc::now().timestamp(),
         std::time::Duration::from_secs(86_400),

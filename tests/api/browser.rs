@@ -11,6 +11,19 @@ use crate::webdriver::{Browser, Driver, Kind};
 /// One browser test at a time: Chromium is heavy for two cores.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The browser fixture: runs `test` in each browser (Chromium, then Firefox), one browser test
+/// at a time. A browser that is not installed is skipped with a line saying so, or fails the
+/// test when `CLUBHOUSE_REQUIRE_BROWSER` is set.
+async fn in_each_browser(test: impl AsyncFn(&Driver)) {
+    for kind in Kind::ALL {
+        let Some(driver) = Driver::start(kind).await else {
+            continue;
+        };
+        let _one = ONE_AT_A_TIME.lock().await;
+        test(&driver).await;
+    }
+}
+
 async fn app_with(settings: &[(&str, &str)]) -> TestApp {
     let broker = TestBroker::start_with_auth_host("127.0.0.1", "127.0.0.1");
     spawn_app_on(TestDb::new().await, broker, settings, &[]).await
@@ -39,11 +52,7 @@ async fn sign_in(b: &Browser<'_>, app: &TestApp, email: &str) {
 
 #[actix_web::test]
 async fn a_member_signs_in_lands_on_the_page_asked_for_and_signs_out() {
-    for kind in Kind::ALL {
-        let Some(driver) = Driver::start(kind).await else {
-            continue;
-        };
-        let _one = ONE_AT_A_TIME.lock().await;
+    in_each_browser(async |driver: &Driver| {
         let app = app_with(&[("SIGNUP_MODE", "open")]).await;
         let b = driver.browser("member").await;
 
@@ -92,16 +101,13 @@ async fn a_member_signs_in_lands_on_the_page_asked_for_and_signs_out() {
         b.wait_for_url("the front page", |u| u.contains("/?next="))
             .await;
         b.close().await;
-    }
+    })
+    .await;
 }
 
 #[actix_web::test]
 async fn a_stranger_is_refused_on_an_invite_only_site() {
-    for kind in Kind::ALL {
-        let Some(driver) = Driver::start(kind).await else {
-            continue;
-        };
-        let _one = ONE_AT_A_TIME.lock().await;
+    in_each_browser(async |driver: &Driver| {
         let app = app_with(&[
             ("SIGNUP_MODE", "invite"),
             ("ADMIN_EMAILS", "boss@example.com"),
@@ -113,16 +119,13 @@ async fn a_stranger_is_refused_on_an_invite_only_site() {
         b.capture("not-a-member").await;
         assert!(app.member("stranger@example.com").await.is_none());
         b.close().await;
-    }
+    })
+    .await;
 }
 
 #[actix_web::test]
 async fn a_sign_in_finished_in_another_browser_profile_is_refused() {
-    for kind in Kind::ALL {
-        let Some(driver) = Driver::start(kind).await else {
-            continue;
-        };
-        let _one = ONE_AT_A_TIME.lock().await;
+    in_each_browser(async |driver: &Driver| {
         let app = app_with(&[("SIGNUP_MODE", "open")]).await;
         let started_here = driver.browser("binding-started").await;
         started_here.goto(&format!("{}/", app.public_url)).await;
@@ -160,16 +163,13 @@ async fn a_sign_in_finished_in_another_browser_profile_is_refused() {
         elsewhere.wait_for_text("bea@example.com").await;
         elsewhere.capture("signed-in-on-this-device").await;
         elsewhere.close().await;
-    }
+    })
+    .await;
 }
 
 #[actix_web::test]
 async fn an_admin_invites_a_member_who_then_signs_in() {
-    for kind in Kind::ALL {
-        let Some(driver) = Driver::start(kind).await else {
-            continue;
-        };
-        let _one = ONE_AT_A_TIME.lock().await;
+    in_each_browser(async |driver: &Driver| {
         let app = app_with(&[
             ("SIGNUP_MODE", "invite"),
             ("ADMIN_EMAILS", "boss@example.com"),
@@ -208,16 +208,13 @@ async fn an_admin_invites_a_member_who_then_signs_in() {
         guest.capture("guest-members").await;
         admin.close().await;
         guest.close().await;
-    }
+    })
+    .await;
 }
 
 #[actix_web::test]
 async fn a_member_signs_in_through_the_real_broker_and_its_email() {
-    for kind in Kind::ALL {
-        let Some(driver) = Driver::start(kind).await else {
-            continue;
-        };
-        let _one = ONE_AT_A_TIME.lock().await;
+    in_each_browser(async |driver: &Driver| {
         let (Some(bin), Some(data)) = (broker_binary(), broker_data_dir()) else {
             assert!(
                 std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_none(),
@@ -234,7 +231,7 @@ async fn a_member_signs_in_through_the_real_broker_and_its_email() {
                 .await;
             b.wait_for_text("ria@example.com").await;
             b.close().await;
-            continue;
+            return;
         };
         let broker = RealBroker::start(&bin, &data).await;
         eprintln!(
@@ -266,7 +263,8 @@ async fn a_member_signs_in_through_the_real_broker_and_its_email() {
         b.wait_for_text("ria@example.com").await;
         b.capture("real-broker-signed-in").await;
         b.close().await;
-    }
+    })
+    .await;
 }
 
 /// Opens the link of a mail from the real broker in `b`; a browser the broker has not seen
@@ -298,18 +296,14 @@ async fn open_mail_link(b: &Browser<'_>, link: &str, app: &TestApp) {
 /// the code from its new mail.
 #[actix_web::test]
 async fn the_link_opened_on_another_device_leads_to_a_sign_in_there_with_the_real_broker() {
-    for kind in Kind::ALL {
-        let Some(driver) = Driver::start(kind).await else {
-            continue;
-        };
-        let _one = ONE_AT_A_TIME.lock().await;
+    in_each_browser(async |driver: &Driver| {
         let (Some(bin), Some(data)) = (broker_binary(), broker_data_dir()) else {
             assert!(
                 std::env::var_os("CLUBHOUSE_REQUIRE_REAL_BROKER").is_none(),
                 "portier-broker is required here"
             );
             eprintln!("browser: portier-broker is not installed; skipped");
-            continue;
+            return;
         };
         let broker = RealBroker::start(&bin, &data).await;
         let app = spawn_app_on(
@@ -361,5 +355,6 @@ async fn the_link_opened_on_another_device_leads_to_a_sign_in_there_with_the_rea
             .await;
         laptop.wait_for_text("dee@example.com").await;
         laptop.close().await;
-    }
+    })
+    .await;
 }

@@ -706,7 +706,7 @@ async fn a_broken_broker_is_asked_once_per_few_seconds_not_at_every_request() {
     }
     assert_eq!(app.broker.discovery_fetches.load(SeqCst), 1);
     app.broker.down.store(false, SeqCst);
-    tokio::time::sleep(clubhouse::portier::broker::FAILURE_MEMORY).await;
+    tokio::time::sleep(clubhouse::domain::portier::broker::FAILURE_MEMORY).await;
     app.signed_in_browser("patient@example.com").await;
     assert_eq!(app.broker.discovery_fetches.load(SeqCst), 2);
 }
@@ -767,7 +767,7 @@ async fn bare_address_hashes_of_an_older_log_are_keyed_at_start() {
     app.signed_in_browser("kept@example.com").await;
     let id = id_of(&app, "kept@example.com").await;
     // Entries as the previous release wrote them, and no record of having keyed them.
-    let bare = |email: &str| clubhouse::security::sha256_hex(email);
+    let bare = |email: &str| clubhouse::web::security::sha256_hex(email);
     for (entry, hash) in [
         (
             "00000000-0000-7000-8000-000000000001",

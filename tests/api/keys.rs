@@ -145,7 +145,7 @@ async fn a_broker_that_goes_down_leaves_cached_keys_working_and_comes_back_witho
     // The broker comes back: no restart needed (once the failure the server remembers for a
     // few seconds, so as not to ask a broken broker at every request, has passed).
     app.broker.down.store(false, SeqCst);
-    tokio::time::sleep(clubhouse::portier::broker::FAILURE_MEMORY).await;
+    tokio::time::sleep(clubhouse::domain::portier::broker::FAILURE_MEMORY).await;
     cold.signed_in_browser("cold@example.com").await;
 }
 

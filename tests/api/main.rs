@@ -13,6 +13,7 @@ mod hardening;
 mod helpers;
 mod instances;
 mod keys;
+mod layers;
 mod login;
 mod mail;
 mod membership;

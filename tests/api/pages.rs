@@ -284,8 +284,10 @@ async fn a_changed_file_is_served_changed_and_a_broken_one_only_breaks_its_page(
         "new.md",
         "---\ntitle: Brand new\naccess: public\n---\nHello.\n",
     );
-    tokio::time::sleep(clubhouse::content::RESCAN_EVERY + std::time::Duration::from_millis(200))
-        .await;
+    tokio::time::sleep(
+        clubhouse::domain::content::RESCAN_EVERY + std::time::Duration::from_millis(200),
+    )
+    .await;
     assert!(
         browser
             .get("/pages/hours")
@@ -296,8 +298,10 @@ async fn a_changed_file_is_served_changed_and_a_broken_one_only_breaks_its_page(
     assert!(browser.get("/pages/new").await.body.contains("Brand new"));
 
     folder.write("hours.md", "---\ntitle: Hours\norder: soon\n---\n");
-    tokio::time::sleep(clubhouse::content::RESCAN_EVERY + std::time::Duration::from_millis(200))
-        .await;
+    tokio::time::sleep(
+        clubhouse::domain::content::RESCAN_EVERY + std::time::Duration::from_millis(200),
+    )
+    .await;
     // Anonymous visitors cannot tell a broken page from a restricted one; members see the error.
     assert_eq!(
         browser.get("/pages/hours").await.status,
@@ -315,8 +319,10 @@ async fn a_changed_file_is_served_changed_and_a_broken_one_only_breaks_its_page(
     assert_eq!(browser.get("/").await.status, StatusCode::OK);
 
     std::fs::remove_file(folder.0.join("new.md")).unwrap();
-    tokio::time::sleep(clubhouse::content::RESCAN_EVERY + std::time::Duration::from_millis(200))
-        .await;
+    tokio::time::sleep(
+        clubhouse::domain::content::RESCAN_EVERY + std::time::Duration::from_millis(200),
+    )
+    .await;
     assert_eq!(
         browser.get("/pages/new").await.status,
         StatusCode::SEE_OTHER,

@@ -80,8 +80,8 @@ async fn purge_deletes_in_batches_and_counts() {
     let app = spawn_app_with(&[("PURGE_INTERVAL", "1h")]).await;
     let past = chrono::Utc::now().timestamp() - 10;
     // More than one batch.
-    let n = clubhouse::jobs::PURGE_BATCH + 250;
-    let mut tx = app.pool.begin().await.unwrap();
+    let n = clubhouse::domain::purge::PURGE_BATCH + 250;
+    let mut tx = app.pool.pool().begin().await.unwrap();
     for i in 0..n {
         sqlx::query("INSERT INTO login_attempts (nonce, email, next_path, created_at, expires_at) VALUES ($1, $2, '/', $3, $3)")
             .bind(format!("n{i}"))
@@ -92,7 +92,7 @@ async fn purge_deletes_in_batches_and_counts() {
             .unwrap();
     }
     tx.commit().await.unwrap();
-    let purged = clubhouse::jobs::purge_expired(
+    let purged = clubhouse::domain::purge::purge_expired(
         &app.pool,
         chrono::Utc::now().timestamp(),
         std::time::Duration::from_secs(180 * 86_400),

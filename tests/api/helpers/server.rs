@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use actix_web::http::StatusCode;
 use clubhouse::config::Config;
-use clubhouse::db::Pool;
+use clubhouse::db::Db;
 use clubhouse::startup::Application;
 
 use super::browser::{AuthRequest, Browser, Page};
@@ -26,7 +26,7 @@ pub struct TestApp {
     /// Its `PUBLIC_URL` (the Portier client_id).
     pub public_url: String,
     /// The app's database, for looking behind the scenes.
-    pub pool: Pool,
+    pub pool: Db,
     /// The broker it trusts.
     pub broker: TestBroker,
     /// Kept so the database lives as long as the app.

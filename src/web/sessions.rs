@@ -16,14 +16,14 @@ use anyhow::anyhow;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::time::Duration;
 
-use crate::config::Config;
-use crate::db::{self, Pool, members::Member};
-use crate::security::CookieNames;
+use crate::config::{Config, cookie_key_from_base64};
+use crate::db::{self, Db, members::Member};
+use crate::web::security::CookieNames;
 
 const MEMBER_ID: &str = "member_id";
 const HANDLE: &str = "handle";
@@ -128,22 +128,9 @@ fn reencrypt(key: &Key, from: &str, to: &str, value: &str) -> Option<String> {
     out.get(to).map(|c| c.value().to_owned())
 }
 
-/// Decodes a `SESSION_KEY` value: base64 of at least 64 random bytes.
-pub fn cookie_key_from_base64(encoded: &SecretString) -> Result<Key, String> {
-    let bytes = STANDARD
-        .decode(encoded.expose_secret().trim())
-        .map_err(|_| {
-            "expected base64 text; generate one with: openssl rand -base64 64".to_owned()
-        })?;
-    Key::try_from(bytes.as_slice()).map_err(|_| {
-        "expected at least 64 bytes once decoded; generate one with: openssl rand -base64 64"
-            .to_owned()
-    })
-}
-
 /// The cookie key: `SESSION_KEY` when set, otherwise the one stored in the database (created on
 /// the first start), so that sessions survive restarts and all instances agree.
-pub async fn cookie_key(configured: Option<&SecretString>, pool: &Pool) -> anyhow::Result<Key> {
+pub async fn cookie_key(configured: Option<&SecretString>, pool: &Db) -> anyhow::Result<Key> {
     if let Some(key) = configured {
         return cookie_key_from_base64(key).map_err(|e| anyhow!("SESSION_KEY: {e}"));
     }
@@ -162,14 +149,14 @@ pub async fn cookie_key(configured: Option<&SecretString>, pool: &Pool) -> anyho
 /// (and at least daily), so a busy member does not cost a write per request.
 #[derive(Clone)]
 pub struct DbSessionStore {
-    pool: Pool,
+    pool: Db,
     idle: i64,
     max_age: i64,
 }
 
 impl DbSessionStore {
     /// A store on this pool with these lifetimes.
-    pub fn new(pool: Pool, idle: Duration, max_age: Duration) -> Self {
+    pub fn new(pool: Db, idle: Duration, max_age: Duration) -> Self {
         DbSessionStore {
             pool,
             idle: idle.as_secs() as i64,
@@ -184,18 +171,7 @@ impl DbSessionStore {
 
 /// The table's id for a cookie's session key.
 pub fn session_id(key: &SessionKey) -> String {
-    hex(&Sha256::digest(key.as_ref().as_bytes()))
-}
-
-/// Lowercase hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
+    format!("{:x}", Sha256::digest(key.as_ref().as_bytes()))
 }
 
 /// The string values of the state (actix-session keeps each as JSON).
@@ -391,11 +367,14 @@ impl FromRequest for MemberSession {
 
 #[cfg(test)]
 mod tests {
-    use super::hex;
+    use actix_session::storage::SessionKey;
 
     #[test]
-    fn hex_is_two_lowercase_digits_per_byte() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff, 0x5c]), "000fa0ff5c");
-        assert_eq!(hex(&[]), "");
+    fn a_session_id_is_the_keys_sha256_in_lowercase_hex() {
+        let key = SessionKey::try_from("abc".to_owned()).unwrap();
+        assert_eq!(
+            super::session_id(&key),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

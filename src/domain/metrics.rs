@@ -8,13 +8,22 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::jobs::Purged;
-use crate::mail::sender::Outcome;
-
 /// Upper bounds of the request latency histogram, in seconds.
 const LATENCY_BOUNDS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
+
+/// The tables the background purge deletes from, as the metric labels them.
+pub const PURGED_TABLES: [&str; 5] = [
+    "login_attempts",
+    "sessions",
+    "rate_limits",
+    "audit_entries",
+    "outbox",
+];
+
+/// The outcomes of a delivery attempt, as the metric labels them.
+pub const MAIL_OUTCOMES: [&str; 4] = ["sent", "retrying", "failed", "skipped"];
 
 /// What the site counts.
 #[derive(Default)]
@@ -64,30 +73,18 @@ impl Metrics {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// What one purge deleted.
-    pub fn purged(&self, p: &Purged) {
-        let counts = [
-            p.login_attempts,
-            p.sessions,
-            p.rate_limits,
-            p.audit_entries,
-            p.outbox,
-        ];
-        for (total, n) in self.purged.iter().zip(counts) {
-            total.fetch_add(n, Ordering::Relaxed);
+    /// Rows of `table` (one of [`PURGED_TABLES`]) deleted by a purge.
+    pub fn purged(&self, table: &str, rows: u64) {
+        if let Some(i) = PURGED_TABLES.iter().position(|t| *t == table) {
+            self.purged[i].fetch_add(rows, Ordering::Relaxed);
         }
     }
 
-    /// What one delivery attempt of the outbox did.
-    pub fn mail(&self, outcome: Outcome) {
-        let slot = match outcome {
-            Outcome::Idle => return,
-            Outcome::Sent => 0,
-            Outcome::Retrying => 1,
-            Outcome::Failed => 2,
-            Outcome::Skipped => 3,
-        };
-        self.mails[slot].fetch_add(1, Ordering::Relaxed);
+    /// One delivery attempt of the outbox, by its outcome (one of [`MAIL_OUTCOMES`]).
+    pub fn mail(&self, outcome: &str) {
+        if let Some(i) = MAIL_OUTCOMES.iter().position(|o| *o == outcome) {
+            self.mails[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// One request answered after `elapsed`.
@@ -156,14 +153,10 @@ impl Metrics {
             "Fetches from the broker that failed.",
             &[("", broker.failed)],
         );
-        let tables = [
-            "login_attempts",
-            "sessions",
-            "rate_limits",
-            "audit_entries",
-            "outbox",
-        ];
-        let purged: Vec<String> = tables.iter().map(|t| format!("table=\"{t}\"")).collect();
+        let purged: Vec<String> = PURGED_TABLES
+            .iter()
+            .map(|t| format!("table=\"{t}\""))
+            .collect();
         let purged: Vec<(&str, u64)> = purged
             .iter()
             .zip(&self.purged)
@@ -175,8 +168,7 @@ impl Metrics {
             "Expired rows deleted by the background purge.",
             &purged,
         );
-        let outcomes = ["sent", "retrying", "failed", "skipped"];
-        let mails: Vec<String> = outcomes
+        let mails: Vec<String> = MAIL_OUTCOMES
             .iter()
             .map(|o| format!("outcome=\"{o}\""))
             .collect();
@@ -204,20 +196,6 @@ impl Metrics {
         let _ = writeln!(out, "{name}_count {count}");
         out
     }
-}
-
-/// Middleware: times every request for the latency histogram.
-pub async fn time_requests(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let started = std::time::Instant::now();
-    let metrics = req.app_data::<actix_web::web::Data<Metrics>>().cloned();
-    let res = next.call(req).await;
-    if let Some(metrics) = metrics {
-        metrics.request(started.elapsed());
-    }
-    res
 }
 
 fn counter(out: &mut String, name: &str, help: &str, values: &[(&str, u64)]) {

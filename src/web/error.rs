@@ -1,12 +1,11 @@
 //! The one error type of the HTTP edge: what went wrong. What the visitor reads about it (the
-//! status, the page's words, the log line) is in [`crate::error_pages`].
+//! status, the page's words, the log line) is in [`crate::web::error_pages`].
 //!
 //! A handler returns [`AppError`]; `?` turns the failures of the libraries it calls into
 //! [`AppError::internal`].
 
-use crate::portier::Rejection;
-
-pub use crate::error_pages::{ErrorDetails, PlainAnswer, render_error_pages};
+use crate::domain::portier::{Rejection, StartError};
+use crate::domain::signin::{FinishRefused, StartRefused};
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -116,9 +115,55 @@ internal_from!(
     serde_json::Error,
     csv::Error,
     anyhow::Error,
-    crate::members::ChangeError,
-    crate::portier::StartError,
+    crate::domain::members::ChangeError,
 );
+
+/// A sign-in that did not start. A bad address is shown on the form by the handler that has
+/// one; here it is a plain 400.
+impl From<StartRefused> for AppError {
+    fn from(e: StartRefused) -> AppError {
+        match e {
+            StartRefused::BadAddress(why) => AppError::BadRequest(why),
+            StartRefused::RateLimited(retry_after) => AppError::RateLimited {
+                retry_after,
+                what: Limited::Starts,
+            },
+            StartRefused::Broker(StartError::Broker(e)) => AppError::BrokerUnavailable(e.into()),
+            StartRefused::Broker(e @ StartError::BadEndpoint(_)) => {
+                AppError::BrokerUnavailable(e.into())
+            }
+            StartRefused::Broker(e @ StartError::Database(_)) => AppError::internal(e),
+            StartRefused::Database(e) => AppError::internal(e),
+        }
+    }
+}
+
+/// A sign-in that did not finish: the page that says why.
+impl From<FinishRefused> for AppError {
+    fn from(e: FinishRefused) -> AppError {
+        match e {
+            FinishRefused::Token(r) => AppError::SignInRefused(r),
+            FinishRefused::StartedElsewhere { reason, email } => {
+                AppError::StartedElsewhere { reason, email }
+            }
+            FinishRefused::NotInvited => AppError::NotAdmitted(Refusal::NotInvited),
+            FinishRefused::Pending => AppError::NotAdmitted(Refusal::Pending),
+            FinishRefused::Suspended => AppError::NotAdmitted(Refusal::Suspended),
+            FinishRefused::AddressTaken => AppError::Conflict(
+                "That address already belongs to another member, so your address was not \
+                 changed."
+                    .into(),
+            ),
+            FinishRefused::RateLimited(retry_after) => AppError::RateLimited {
+                retry_after,
+                what: Limited::Refusals,
+            },
+            FinishRefused::Broker(b) => AppError::BrokerUnavailable(b.into()),
+            FinishRefused::Database(d) => AppError::internal(d),
+            FinishRefused::Change(c) => AppError::internal(c),
+        }
+    }
+}
 
 /// What a rate limit counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

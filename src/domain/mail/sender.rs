@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{DIGEST_LIST_LIMIT, LEASE, Mailer, SendError, kind, retry_wait};
-use crate::db::{self, Pool, outbox};
-use crate::metrics::Metrics;
+use crate::db::{self, Db, outbox};
+use crate::domain::metrics::Metrics;
 
 /// How often the outbox is looked at when nothing is due sooner (mail queued by another
 /// instance is noticed within this time; this instance's own wakes the sender at once).
@@ -30,8 +30,21 @@ pub enum Outcome {
     Skipped,
 }
 
+impl Outcome {
+    /// The outcome's name in the metrics (nothing for an attempt that found nothing due).
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Idle => "idle",
+            Outcome::Sent => "sent",
+            Outcome::Retrying => "retrying",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
 /// Claims the mail due first and tries to deliver it.
-pub async fn deliver_one(pool: &Pool, mailer: &Mailer) -> Result<Outcome, sqlx::Error> {
+pub async fn deliver_one(pool: &Db, mailer: &Mailer) -> Result<Outcome, sqlx::Error> {
     let now = db::now();
     let Some(mut mail) = outbox::claim_due(pool, now, LEASE.as_secs() as i64).await? else {
         return Ok(Outcome::Idle);
@@ -96,7 +109,7 @@ pub async fn deliver_one(pool: &Pool, mailer: &Mailer) -> Result<Outcome, sqlx::
 
 /// Delivers mail until `stop` turns true. Does nothing when mail is off.
 pub async fn run(
-    pool: Pool,
+    pool: Db,
     mailer: Arc<Mailer>,
     mut stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -128,16 +141,12 @@ pub async fn run(
 }
 
 /// Sends what is due; returns how long to wait before looking again.
-async fn next_step(
-    pool: &Pool,
-    mailer: &Mailer,
-    metrics: &Metrics,
-) -> Result<Duration, sqlx::Error> {
+async fn next_step(pool: &Db, mailer: &Mailer, metrics: &Metrics) -> Result<Duration, sqlx::Error> {
     let now = db::now();
     match outbox::next_due(pool).await? {
         Some(due) if due <= now => {
             let outcome = deliver_one(pool, mailer).await?;
-            metrics.mail(outcome);
+            metrics.mail(outcome.label());
             Ok(match outcome {
                 // Someone else holds it, or took it first: look again shortly.
                 Outcome::Idle => Duration::from_secs(1),

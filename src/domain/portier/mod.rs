@@ -13,7 +13,7 @@ use rand::RngCore;
 use sqlx::AnyConnection;
 use url::Url;
 
-use crate::db::{self, Pool, login_attempts::LoginAttempt};
+use crate::db::{self, Db, login_attempts::LoginAttempt};
 use crate::email::EmailAddress;
 pub use broker::{Broker, BrokerError};
 pub use token::{CheckError, CheckedToken, Rejection};
@@ -23,7 +23,7 @@ pub const ATTEMPT_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// This site as a Portier client.
 pub struct RelyingParty {
-    pool: Pool,
+    pool: Db,
     broker: Arc<Broker>,
     client_id: String,
     redirect_uri: String,
@@ -93,7 +93,7 @@ pub struct Verified {
 
 impl RelyingParty {
     /// A relying party with origin `client_id` (our `PUBLIC_URL`) trusting `broker`.
-    pub fn new(pool: Pool, broker: Arc<Broker>, client_id: &str) -> RelyingParty {
+    pub fn new(pool: Db, broker: Arc<Broker>, client_id: &str) -> RelyingParty {
         RelyingParty {
             pool,
             broker,
@@ -108,7 +108,7 @@ impl RelyingParty {
     }
 
     /// How often the broker's documents were fetched, for the metrics page.
-    pub fn broker_fetches(&self) -> crate::metrics::BrokerFetches {
+    pub fn broker_fetches(&self) -> crate::domain::metrics::BrokerFetches {
         self.broker.fetches()
     }
 
@@ -182,7 +182,7 @@ impl RelyingParty {
         binding_hash: Option<&str>,
     ) -> Result<Verified, VerifyError> {
         let checked = self.check(client, id_token).await?;
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool.pool().acquire().await?;
         self.consume(&mut conn, checked, binding_hash).await
     }
 

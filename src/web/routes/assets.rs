@@ -10,7 +10,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::config::Config;
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 /// How long browsers may keep a static file before asking again (they then get a 304 when it
 /// has not changed).
@@ -21,12 +21,12 @@ const BUILT_IN: &[(&str, &str, &[u8])] = &[
     (
         "style.css",
         "text/css; charset=utf-8",
-        include_bytes!("../../static/style.css"),
+        include_bytes!("../../../static/style.css"),
     ),
     (
         "favicon.ico",
         "image/x-icon",
-        include_bytes!("../../static/favicon.ico"),
+        include_bytes!("../../../static/favicon.ico"),
     ),
 ];
 

@@ -16,10 +16,10 @@ use actix_web::{FromRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 use rand::RngCore;
 
-use crate::error::{AppError, Limited, Refusal};
-use crate::portier::Rejection;
-use crate::security::Csrf;
-use crate::templates::{ErrorPage, Site};
+use crate::domain::portier::Rejection;
+use crate::web::error::{AppError, Limited, Refusal};
+use crate::web::security::Csrf;
+use crate::web::templates::{ErrorPage, Site};
 
 /// What an error page says. Attached to error responses as an extension.
 #[derive(Debug, Clone)]

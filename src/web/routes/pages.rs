@@ -3,11 +3,11 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
-use super::{SignedIn, html};
-use crate::content::{Access, Content, Lookup, may_read};
-use crate::error::AppError;
-use crate::security::Csrf;
-use crate::templates::{ContentPage, Site};
+use super::{Frame, SignedIn, html};
+use crate::domain::content::{Access, Content, Lookup, may_read};
+use crate::domain::members::Role;
+use crate::web::error::AppError;
+use crate::web::templates::ContentPage;
 
 /// `GET /pages/{slug}`. Anonymous visitors are sent to sign in for every page that is not
 /// public, whether it exists or not, so they cannot learn which pages exist. Members get 404
@@ -15,8 +15,7 @@ use crate::templates::{ContentPage, Site};
 pub async fn page(
     slug: web::Path<String>,
     me: Result<SignedIn, AppError>,
-    site: web::Data<Site>,
-    csrf: Csrf,
+    frame: Frame,
     content: web::Data<Content>,
 ) -> Result<HttpResponse, AppError> {
     let me = match me {
@@ -27,7 +26,7 @@ pub async fn page(
     };
     let slug = slug.into_inner();
     let level = me.as_ref().map(|m| {
-        if m.member.role == "admin" {
+        if m.member.role == Role::Admin {
             Access::Admins
         } else {
             Access::Members
@@ -39,7 +38,7 @@ pub async fn page(
             Lookup::Found(page) if page.access == Access::Public => html(
                 StatusCode::OK,
                 &ContentPage {
-                    site: site.for_visitor(&csrf),
+                    site: frame.0,
                     page,
                 },
             ),
@@ -52,7 +51,7 @@ pub async fn page(
         Lookup::Found(page) if may_read(level, page.access) => html(
             StatusCode::OK,
             &ContentPage {
-                site: me.frame(&site, &csrf),
+                site: me.frame(),
                 page,
             },
         ),

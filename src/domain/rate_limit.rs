@@ -2,47 +2,14 @@
 //! across restarts and across instances sharing it.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::audit::{self, Action, AddressHasher};
-use crate::config::{Config, parse_duration};
-use crate::db::{self, Pool};
+use crate::config::Config;
+pub use crate::config::Limit;
+use crate::db::{self, Db};
+use crate::domain::audit::{self, Action, AddressHasher};
 use crate::email::EmailAddress;
-
-/// A limit such as `10/1m`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    /// Events allowed per window.
-    pub count: u32,
-    /// The window.
-    pub window: Duration,
-}
-
-impl fmt::Debug for Limit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}s", self.count, self.window.as_secs())
-    }
-}
-
-impl Limit {
-    /// Parses `COUNT/WINDOW` (`10/1m`, `5/15m`, `100/1h`) or `off` (returns `Ok(None)`).
-    pub fn parse(raw: &str) -> Result<Option<Limit>, String> {
-        let raw = raw.trim();
-        if raw.eq_ignore_ascii_case("off") {
-            return Ok(None);
-        }
-        let bad = || format!("{raw:?} is not a limit; expected COUNT/WINDOW like 10/1m, or off");
-        let (count, window) = raw.split_once('/').ok_or_else(bad)?;
-        let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        let window = parse_duration(window).ok_or_else(bad)?;
-        if count == 0 || window.is_zero() {
-            return Err(bad());
-        }
-        Ok(Some(Limit { count, window }))
-    }
-}
 
 /// A hit on `bucket` now, in the current window of `limit`.
 fn hit_of(bucket: &str, limit: Limit, now: i64) -> db::rate_limits::Hit<'_> {
@@ -59,7 +26,7 @@ fn hit_of(bucket: &str, limit: Limit, now: i64) -> db::rate_limits::Hit<'_> {
 /// `Ok(None)` when all allow it; `Ok(Some(seconds))` when any limit is reached, with the
 /// seconds until the last such window ends (for `Retry-After`).
 pub async fn check(
-    pool: &Pool,
+    pool: &Db,
     counted: &[(String, Limit)],
     now: i64,
 ) -> Result<Option<u64>, sqlx::Error> {
@@ -92,7 +59,7 @@ pub async fn check(
 ///
 /// `Ok(Some(seconds))` when a limit is reached.
 pub async fn sign_in_start(
-    pool: &Pool,
+    pool: &Db,
     config: &Config,
     hasher: &AddressHasher,
     network: &str,
@@ -195,7 +162,7 @@ impl RefusalGate {
     /// is over its limit (nothing more is written for it until the window ends).
     pub async fn refused(
         &self,
-        pool: &Pool,
+        pool: &Db,
         config: &Config,
         network: &str,
         reason: &str,

@@ -103,7 +103,7 @@ struct State {
     discovery_failure: Option<(Instant, BrokerError)>,
     /// The same for the key set.
     keys_failure: Option<(Instant, BrokerError)>,
-    fetches: crate::metrics::BrokerFetches,
+    fetches: crate::domain::metrics::BrokerFetches,
 }
 
 /// One trusted broker and what we know about it. Shared by all workers behind an `Arc`; each
@@ -136,7 +136,7 @@ impl Broker {
     }
 
     /// How often documents were fetched, for the metrics page.
-    pub fn fetches(&self) -> crate::metrics::BrokerFetches {
+    pub fn fetches(&self) -> crate::domain::metrics::BrokerFetches {
         self.state().fetches
     }
 

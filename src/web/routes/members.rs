@@ -4,11 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
 use super::{SignedIn, html};
-use crate::db::Pool;
-use crate::directory::Directory;
-use crate::error::AppError;
-use crate::security::Csrf;
-use crate::templates::{MembersPage, Site};
+use crate::db::Db;
+use crate::domain::directory::Directory;
+use crate::web::error::AppError;
+use crate::web::templates::MembersPage;
 
 /// Query of `GET /members`.
 #[derive(serde::Deserialize)]
@@ -21,9 +20,7 @@ pub struct DirectoryQuery {
 pub async fn members_page(
     me: SignedIn,
     query: web::Query<DirectoryQuery>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     let page = query.page.unwrap_or(1).clamp(1, 1_000_000);
@@ -31,7 +28,7 @@ pub async fn members_page(
     html(
         StatusCode::OK,
         &MembersPage {
-            site: me.frame(&site, &csrf),
+            site: me.frame(),
             member: me.member,
             directory: names.names,
             page,

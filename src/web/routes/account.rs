@@ -4,18 +4,19 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::auth::{limit_start, send_to_broker};
+use super::auth::{new_binding, to_broker};
 use super::{SignedIn, html, see_other, when};
-use crate::audit::{Action, AddressHasher};
-use crate::config::Config;
-use crate::db::{self, Pool};
-use crate::directory::Directory;
+use crate::db::{self, Db};
+use crate::domain::audit::{Action, AddressHasher};
+use crate::domain::directory::Directory;
+use crate::domain::members::{self, ChangeError};
+use crate::domain::portier::Purpose;
+use crate::domain::signin::{SignIn, Start, StartRefused};
 use crate::email::EmailAddress;
-use crate::error::AppError;
-use crate::members::{self, ChangeError};
-use crate::portier::{Purpose, RelyingParty};
-use crate::security::{Csrf, CsrfForm};
-use crate::templates::{AccountPage, DeleteAccountPage, SessionRow, Site};
+use crate::web::error::AppError;
+use crate::web::extract::CsrfForm;
+use crate::web::security;
+use crate::web::templates::{AccountPage, DeleteAccountPage, SessionRow};
 
 /// Query of `GET /account`.
 #[derive(Deserialize)]
@@ -36,9 +37,7 @@ fn notice_text(key: Option<&str>) -> Option<&'static str> {
 
 async fn render(
     me: &SignedIn,
-    site: &Site,
-    csrf: &Csrf,
-    pool: &Pool,
+    pool: &Db,
     status: StatusCode,
     notice: Option<&'static str>,
     error: Option<String>,
@@ -59,7 +58,7 @@ async fn render(
     html(
         status,
         &AccountPage {
-            site: me.frame(site, csrf),
+            site: me.frame(),
             member: me.member.clone(),
             sessions,
             notice,
@@ -72,12 +71,10 @@ async fn render(
 pub async fn page(
     me: SignedIn,
     query: web::Query<AccountQuery>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
 ) -> Result<HttpResponse, AppError> {
     let notice = notice_text(query.notice.as_deref());
-    render(&me, &site, &csrf, &pool, StatusCode::OK, notice, None).await
+    render(&me, &pool, StatusCode::OK, notice, None).await
 }
 
 /// Form of `POST /account/name`.
@@ -91,9 +88,7 @@ pub struct NameForm {
 pub async fn rename(
     me: SignedIn,
     form: CsrfForm<NameForm>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     match members::rename(&pool, &me.member.id, &form.display_name).await {
@@ -102,16 +97,7 @@ pub async fn rename(
             Ok(see_other("/account?notice=name"))
         }
         Err(ChangeError::Invalid(why)) => {
-            render(
-                &me,
-                &site,
-                &csrf,
-                &pool,
-                StatusCode::BAD_REQUEST,
-                None,
-                Some(why),
-            )
-            .await
+            render(&me, &pool, StatusCode::BAD_REQUEST, None, Some(why)).await
         }
         Err(e) => Err(AppError::internal(e)),
     }
@@ -126,47 +112,37 @@ pub struct EmailForm {
 
 /// `POST /account/email`: sends the member to the broker to verify the new address; the
 /// change happens in `/verify`, only once it is verified.
-#[allow(clippy::too_many_arguments)]
 pub async fn change_email(
     req: HttpRequest,
     me: SignedIn,
     form: CsrfForm<EmailForm>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
-    rp: web::Data<RelyingParty>,
+    pool: web::Data<Db>,
+    signin: web::Data<SignIn>,
     client: web::Data<awc::Client>,
-    config: web::Data<Config>,
-    hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {
-    let typed = form.email.trim();
     // Whether another member has the address is not said here: that would tell any member who
     // else is one. The answer is the same for a taken and a free address; the check happens in
-    // /verify, once the address has proved itself, and only its owner sees that answer.
-    let parsed = EmailAddress::parse(typed);
-    // Counted like a sign-in: each start makes the broker mail the address.
-    limit_start(&req, &pool, &config, &hasher, parsed.as_ref().ok()).await?;
-    let problem = match parsed {
-        Err(e) => Some(e.to_string()),
-        Ok(e) if e.as_str() == me.member.email => Some("That is already your address.".into()),
-        Ok(_) => None,
+    // /verify, once the address has proved itself, and only its owner sees that answer. Each
+    // start is counted like a sign-in: each makes the broker mail the address.
+    let network = security::network_of(&req, &signin.config.trusted_proxies);
+    let binding = new_binding(&signin.config);
+    let start = Start {
+        typed: &form.email,
+        next: "/account",
+        network: &network,
+        binding_hash: binding.as_ref().map(|(_, hash)| hash.as_str()),
+        purpose: Purpose::ChangeEmail {
+            member_id: me.member.id.clone(),
+        },
+        current: Some(&me.member.email),
     };
-    if let Some(why) = problem {
-        return render(
-            &me,
-            &site,
-            &csrf,
-            &pool,
-            StatusCode::BAD_REQUEST,
-            None,
-            Some(why),
-        )
-        .await;
+    match signin.start(&client, start).await {
+        Ok(url) => to_broker(&url, binding),
+        Err(StartRefused::BadAddress(why)) => {
+            render(&me, &pool, StatusCode::BAD_REQUEST, None, Some(why)).await
+        }
+        Err(e) => Err(e.into()),
     }
-    let purpose = Purpose::ChangeEmail {
-        member_id: me.member.id.clone(),
-    };
-    send_to_broker(&rp, &client, &config, typed, "/account", &purpose).await
 }
 
 /// Form of the session revocation forms.
@@ -180,7 +156,7 @@ pub struct RevokeForm {
 pub async fn revoke(
     me: SignedIn,
     form: CsrfForm<RevokeForm>,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
 ) -> Result<HttpResponse, AppError> {
     let handle = form.handle.as_deref().unwrap_or_default();
     members::end_session(&pool, &me.member.id, handle).await?;
@@ -191,7 +167,7 @@ pub async fn revoke(
 pub async fn revoke_others(
     me: SignedIn,
     _form: CsrfForm<RevokeForm>,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
 ) -> Result<HttpResponse, AppError> {
     // Without a handle of its own (a session from before handles existed) nothing is kept,
     // which signs this browser out too: safe, and it can sign in again.
@@ -201,7 +177,7 @@ pub async fn revoke_others(
 }
 
 /// `GET /account/data.json`: everything the site keeps about the member.
-pub async fn data(me: SignedIn, pool: web::Data<Pool>) -> Result<HttpResponse, AppError> {
+pub async fn data(me: SignedIn, pool: web::Data<Db>) -> Result<HttpResponse, AppError> {
     let sessions = db::sessions::for_member(pool.get_ref(), &me.member.id, db::now()).await?;
     let audit = db::audit::for_member(pool.get_ref(), &me.member.id).await?;
     let body = serde_json::json!({
@@ -219,15 +195,11 @@ pub async fn data(me: SignedIn, pool: web::Data<Pool>) -> Result<HttpResponse, A
 }
 
 /// `GET /account/delete`: asks for confirmation.
-pub async fn delete_page(
-    me: SignedIn,
-    site: web::Data<Site>,
-    csrf: Csrf,
-) -> Result<HttpResponse, AppError> {
+pub async fn delete_page(me: SignedIn) -> Result<HttpResponse, AppError> {
     html(
         StatusCode::OK,
         &DeleteAccountPage {
-            site: me.frame(&site, &csrf),
+            site: me.frame(),
             member: me.member,
         },
     )
@@ -244,7 +216,7 @@ pub struct DeleteForm {
 pub async fn delete(
     me: SignedIn,
     form: CsrfForm<DeleteForm>,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     directory: web::Data<Directory>,
     hasher: web::Data<AddressHasher>,
 ) -> Result<HttpResponse, AppError> {

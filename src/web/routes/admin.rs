@@ -9,18 +9,19 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::{Admin, html, see_other, when};
-use crate::audit::{Action, AddressHasher};
 use crate::config::Config;
-use crate::db::{self, Pool, members::ListFilter};
-use crate::directory::Directory;
-use crate::error::AppError;
-use crate::mail::Mailer;
-use crate::member_csv::{self, ApplyError};
-use crate::members::{self, ChangeError};
-use crate::security::{Csrf, CsrfForm};
-use crate::templates::{
+use crate::db::{self, Db, members::ListFilter};
+use crate::domain::audit::{Action, AddressHasher};
+use crate::domain::directory::Directory;
+use crate::domain::mail::Mailer;
+use crate::domain::member_csv::{self, ApplyError};
+use crate::domain::members::Role;
+use crate::domain::members::{self, ChangeError};
+use crate::web::error::AppError;
+use crate::web::extract::CsrfForm;
+use crate::web::templates::{
     AdminAuditPage, AdminImportPage, AdminMembersPage, AdminOutboxPage, AuditRow,
-    ConfirmRemovePage, MemberRow, OutboxRow, Site,
+    ConfirmRemovePage, MemberRow, OutboxRow,
 };
 
 /// The highest page number a list accepts (far beyond any real list; it keeps the offset
@@ -84,9 +85,7 @@ struct Report {
 #[allow(clippy::too_many_arguments)]
 async fn render_list(
     admin: &Admin,
-    site: &Site,
-    csrf: &Csrf,
-    pool: &Pool,
+    pool: &Db,
     config: &Config,
     mailer: &Mailer,
     query: &ListQuery,
@@ -112,7 +111,7 @@ async fn render_list(
     html(
         StatusCode::OK,
         &AdminMembersPage {
-            site: admin.0.frame(site, csrf),
+            site: admin.0.frame(),
             me: admin.0.member.id.clone(),
             rows,
             filter_query: query_string(&[
@@ -138,23 +137,11 @@ async fn render_list(
 pub async fn members(
     admin: Admin,
     query: web::Query<ListQuery>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     config: web::Data<Config>,
     mailer: web::Data<Mailer>,
 ) -> Result<HttpResponse, AppError> {
-    render_list(
-        &admin,
-        &site,
-        &csrf,
-        &pool,
-        &config,
-        &mailer,
-        &query,
-        Report::default(),
-    )
-    .await
+    render_list(&admin, &pool, &config, &mailer, &query, Report::default()).await
 }
 
 /// Form of `POST /admin/invite`.
@@ -170,9 +157,7 @@ pub struct InviteForm {
 pub async fn invite(
     admin: Admin,
     form: CsrfForm<InviteForm>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     config: web::Data<Config>,
     mailer: web::Data<Mailer>,
     directory: web::Data<Directory>,
@@ -206,8 +191,6 @@ pub async fn invite(
     };
     render_list(
         &admin,
-        &site,
-        &csrf,
         &pool,
         &config,
         &mailer,
@@ -229,9 +212,7 @@ pub struct ActionForm {
 pub async fn confirm_remove(
     admin: Admin,
     id: web::Path<String>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
 ) -> Result<HttpResponse, AppError> {
     let member = db::members::find_by_id(pool.get_ref(), &id)
         .await?
@@ -239,7 +220,7 @@ pub async fn confirm_remove(
     html(
         StatusCode::OK,
         &ConfirmRemovePage {
-            site: admin.0.frame(&site, &csrf),
+            site: admin.0.frame(),
             member,
         },
     )
@@ -252,7 +233,7 @@ pub async fn act(
     admin: Admin,
     path: web::Path<(String, String)>,
     form: CsrfForm<ActionForm>,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     config: web::Data<Config>,
     mailer: web::Data<Mailer>,
     directory: web::Data<Directory>,
@@ -269,10 +250,10 @@ pub async fn act(
         "suspend" => status(Action::MemberSuspended).await,
         "reactivate" => status(Action::MemberReactivated).await,
         "reject" => members::reject(&pool, actor, &id).await,
-        "make-admin" => members::change_role(&pool, actor, &id, "admin").await,
+        "make-admin" => members::change_role(&pool, actor, &id, Role::Admin).await,
         "make-member" => match members::refuse_listed_admin(&pool, &config.admin_emails, &id).await
         {
-            Ok(()) => members::change_role(&pool, actor, &id, "member").await,
+            Ok(()) => members::change_role(&pool, actor, &id, Role::Member).await,
             Err(e) => Err(e),
         },
         "remove" => match members::refuse_listed_admin(&pool, &config.admin_emails, &id).await {
@@ -309,7 +290,7 @@ fn capitalize(s: &str) -> String {
 }
 
 /// `GET /admin/members.csv`: the whole member list as CSV.
-pub async fn export(_admin: Admin, pool: web::Data<Pool>) -> Result<HttpResponse, AppError> {
+pub async fn export(_admin: Admin, pool: web::Data<Db>) -> Result<HttpResponse, AppError> {
     let members = db::members::all(pool.get_ref()).await?;
     let text = member_csv::export(&members)?;
     Ok(HttpResponse::Ok()
@@ -322,15 +303,11 @@ pub async fn export(_admin: Admin, pool: web::Data<Pool>) -> Result<HttpResponse
 }
 
 /// `GET /admin/import`: the form.
-pub async fn import_page(
-    admin: Admin,
-    site: web::Data<Site>,
-    csrf: Csrf,
-) -> Result<HttpResponse, AppError> {
+pub async fn import_page(admin: Admin) -> Result<HttpResponse, AppError> {
     html(
         StatusCode::OK,
         &AdminImportPage {
-            site: admin.0.frame(&site, &csrf),
+            site: admin.0.frame(),
             text: String::new(),
             rows: vec![],
             file_error: None,
@@ -353,9 +330,7 @@ pub struct ImportForm {
 pub async fn import(
     admin: Admin,
     form: CsrfForm<ImportForm>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     let checked = member_csv::check(&form.csv);
@@ -386,7 +361,7 @@ pub async fn import(
     html(
         status,
         &AdminImportPage {
-            site: admin.0.frame(&site, &csrf),
+            site: admin.0.frame(),
             text: if done {
                 String::new()
             } else {
@@ -414,9 +389,7 @@ pub struct AuditQuery {
 pub async fn audit(
     admin: Admin,
     query: web::Query<AuditQuery>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
 ) -> Result<HttpResponse, AppError> {
     let page = query.page.unwrap_or(1);
     if !(1..=MAX_PAGE).contains(&page) {
@@ -464,7 +437,7 @@ pub async fn audit(
     html(
         StatusCode::OK,
         &AdminAuditPage {
-            site: admin.0.frame(&site, &csrf),
+            site: admin.0.frame(),
             rows,
             action: query.action.clone(),
             member: query.member.clone(),
@@ -490,9 +463,7 @@ pub struct OutboxQuery {
 pub async fn outbox(
     admin: Admin,
     query: web::Query<OutboxQuery>,
-    site: web::Data<Site>,
-    csrf: Csrf,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     mailer: web::Data<Mailer>,
 ) -> Result<HttpResponse, AppError> {
     let status = match query.status.as_str() {
@@ -529,7 +500,7 @@ pub async fn outbox(
     html(
         StatusCode::OK,
         &AdminOutboxPage {
-            site: admin.0.frame(&site, &csrf),
+            site: admin.0.frame(),
             mail_enabled: mailer.enabled(),
             rows,
             status,
@@ -546,7 +517,7 @@ pub async fn retry_mail(
     admin: Admin,
     id: web::Path<String>,
     _form: CsrfForm<ActionForm>,
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     mailer: web::Data<Mailer>,
 ) -> Result<HttpResponse, AppError> {
     if !mailer.enabled() {

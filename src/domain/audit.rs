@@ -9,8 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Executor};
 
-use crate::db::{self, Pool, audit::Entry};
-use crate::sessions::hex;
+use crate::db::{self, Db, audit::Entry};
 
 /// Hashes addresses for the audit log and the rate limits' counters: HMAC-SHA256 under a key
 /// of its own, derived from the session cookie key (so it is kept wherever that key is kept:
@@ -39,7 +38,7 @@ impl AddressHasher {
     pub fn hash(&self, email: &str) -> AddressHash {
         let mut mac = self.keyed.clone();
         mac.update(email.as_bytes());
-        AddressHash(hex(&mac.finalize().into_bytes()))
+        AddressHash(format!("{:x}", mac.finalize().into_bytes()))
     }
 }
 
@@ -58,7 +57,7 @@ fn keyed(key: &[u8]) -> Hmac<Sha256> {
 /// The hasher for this site, after converting the log's old address hashes if it has any
 /// (see [`key_old_hashes`]). The server and the command line call this before writing.
 pub async fn prepare_hasher(
-    pool: &Pool,
+    pool: &Db,
     cookie_key: &actix_web::cookie::Key,
 ) -> Result<AddressHasher, sqlx::Error> {
     let hasher = AddressHasher::new(cookie_key);
@@ -80,7 +79,7 @@ const HASHES_KEYED: &str = "audit_address_hashes";
 /// no longer on the list) becomes the keyed hash of the old value, so that entries about one
 /// address still match each other but can no longer be reversed. In one transaction; later
 /// starts find the setting and do nothing.
-pub async fn key_old_hashes(pool: &Pool, hasher: &AddressHasher) -> Result<u64, sqlx::Error> {
+pub async fn key_old_hashes(pool: &Db, hasher: &AddressHasher) -> Result<u64, sqlx::Error> {
     let mut tx = db::begin_write(pool).await?;
     if db::settings::get(&mut *tx, HASHES_KEYED).await?.is_some() {
         tx.rollback().await?;
@@ -89,7 +88,7 @@ pub async fn key_old_hashes(pool: &Pool, hasher: &AddressHasher) -> Result<u64, 
     let by_bare_hash: std::collections::HashMap<String, String> = db::members::all(&mut *tx)
         .await?
         .into_iter()
-        .map(|m| (hex(&Sha256::digest(m.email.as_bytes())), m.email))
+        .map(|m| (format!("{:x}", Sha256::digest(m.email.as_bytes())), m.email))
         .collect();
     let old = db::audit::email_hashes(&mut *tx).await?;
     let mut converted = 0;
@@ -199,41 +198,83 @@ impl Action {
     }
 }
 
-/// One entry to record.
-#[derive(Debug, Default)]
+/// One entry to record, built from its action: `Event::new(Action::SignIn).by(id).on(id)`,
+/// then [`Event::record`].
+#[derive(Debug)]
+#[must_use = "an event is written only by Event::record"]
 pub struct Event<'a> {
-    /// The member who acted (None: a visitor, or the command line).
-    pub actor: Option<&'a str>,
-    /// The member acted upon.
-    pub subject: Option<&'a str>,
-    /// The address concerned, hashed.
-    pub email: Option<AddressHash>,
-    /// A reason or value; never an address.
-    pub detail: &'a str,
+    action: Action,
+    actor: Option<&'a str>,
+    subject: Option<&'a str>,
+    email: Option<AddressHash>,
+    detail: &'a str,
 }
 
-/// Appends an entry (inside the caller's transaction when given one).
-pub async fn record<'c>(
-    db: impl Executor<'c, Database = Any>,
-    action: Action,
-    event: Event<'_>,
-) -> Result<(), sqlx::Error> {
-    db::audit::insert(
-        db,
-        &Entry {
-            // Time-ordered (uuid v7, monotonic within a process): entries of one second keep
-            // their order.
-            id: uuid::Uuid::now_v7().to_string(),
-            at: db::now(),
-            action: action.as_str().to_owned(),
-            actor_id: event.actor.map(str::to_owned),
-            subject_id: event.subject.map(str::to_owned),
-            email_hash: event.email.map(|h| h.0),
-            detail: event.detail.to_owned(),
-            occurrences: 1,
-        },
-    )
-    .await
+impl<'a> Event<'a> {
+    /// An entry for `action`, by nobody in particular (a visitor, or the command line).
+    pub fn new(action: Action) -> Event<'a> {
+        Event {
+            action,
+            actor: None,
+            subject: None,
+            email: None,
+            detail: "",
+        }
+    }
+
+    /// The member who acted.
+    pub fn by(self, actor: &'a str) -> Event<'a> {
+        self.by_opt(Some(actor))
+    }
+
+    /// The member who acted, if one did.
+    pub fn by_opt(self, actor: Option<&'a str>) -> Event<'a> {
+        Event { actor, ..self }
+    }
+
+    /// The member acted upon.
+    pub fn on(self, subject: &'a str) -> Event<'a> {
+        Event {
+            subject: Some(subject),
+            ..self
+        }
+    }
+
+    /// The address concerned, as its keyed hash.
+    pub fn address(self, hash: AddressHash) -> Event<'a> {
+        Event {
+            email: Some(hash),
+            ..self
+        }
+    }
+
+    /// A reason or a value; never an address.
+    pub fn detail(self, detail: &'a str) -> Event<'a> {
+        Event { detail, ..self }
+    }
+
+    /// Appends the entry (inside the caller's transaction when given one).
+    pub async fn record<'c>(
+        self,
+        db: impl Executor<'c, Database = Any>,
+    ) -> Result<(), sqlx::Error> {
+        db::audit::insert(
+            db,
+            &Entry {
+                // Time-ordered (uuid v7, monotonic within a process): entries of one second
+                // keep their order.
+                id: uuid::Uuid::now_v7().to_string(),
+                at: db::now(),
+                action: self.action.as_str().to_owned(),
+                actor_id: self.actor.map(str::to_owned),
+                subject_id: self.subject.map(str::to_owned),
+                email_hash: self.email.map(|h| h.0),
+                detail: self.detail.to_owned(),
+                occurrences: 1,
+            },
+        )
+        .await
+    }
 }
 
 /// Counts one more occurrence of something that may repeat many times a minute (a refused

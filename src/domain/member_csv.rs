@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
-use crate::audit::{self, Action, Event};
-use crate::db::{self, Pool, members::Member, members::MemberChange};
+use crate::db::{Db, members::Member};
+use crate::domain::members::{self, Imported, check_display_name};
+use crate::domain::members::{Role, Status};
 use crate::email::EmailAddress;
-use crate::members::{check_display_name, default_display_name};
 
 /// The export's header.
 pub const HEADER: [&str; 6] = [
@@ -61,8 +61,8 @@ pub fn export(members: &[Member]) -> Result<String, csv::Error> {
         let cells = [
             m.email.clone(),
             m.display_name.clone(),
-            m.role.clone(),
-            m.status.clone(),
+            m.role.to_string(),
+            m.status.to_string(),
             time(Some(m.created_at)),
             time(m.last_login_at),
         ];
@@ -181,13 +181,12 @@ pub fn check(text: &str) -> Import {
             Err(e) => problems.push(e.to_string()),
         }
         if let Some(role) = &row.role
-            && role != "member"
-            && role != "admin"
+            && Role::parse(role).is_none()
         {
             problems.push(format!("role {role:?} is not member or admin"));
         }
         if let Some(status) = &row.status
-            && !["invited", "pending", "active", "suspended"].contains(&status.as_str())
+            && Status::parse(status).is_none()
         {
             problems.push(format!(
                 "status {status:?} is not invited, pending, active or suspended"
@@ -206,104 +205,28 @@ pub fn check(text: &str) -> Import {
     import
 }
 
-/// What an applied import did.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// Members created.
-    pub created: u64,
-    /// Members updated.
-    pub updated: u64,
-}
+pub use crate::domain::members::{Applied, ApplyError};
 
-/// Why an import was not applied.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// Some rows are bad: nothing was written.
-    #[error("the file has errors; nothing was written")]
-    HasErrors,
-    /// It would leave the site without an active admin: nothing was written.
-    #[error("the import would leave the site without an active admin; nothing was written")]
-    LastAdmin,
-    /// The database failed: nothing was written.
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-}
-
-/// Writes a checked import in one transaction: creates or updates each member by address.
-/// New members default to role `member` and status `invited`.
-pub async fn apply(
-    pool: &Pool,
-    actor: Option<&str>,
-    import: &Import,
-) -> Result<Applied, ApplyError> {
+/// Writes a checked import in one transaction (see [`members::import`]); nothing when a row
+/// has an error.
+pub async fn apply(pool: &Db, actor: Option<&str>, import: &Import) -> Result<Applied, ApplyError> {
     if import.has_errors() {
         return Err(ApplyError::HasErrors);
     }
-    let now = db::now();
-    let mut applied = Applied::default();
-    // The guarded transaction: no other change to roles or statuses runs until this one ends,
-    // so the admin count before and after is exact.
-    let mut change = MemberChange::begin(pool).await?;
-    let admins_before = db::members::active_admins(change.conn()).await?;
-    for row in &import.rows {
-        let Some(email) = &row.email else { continue };
-        let member = Member {
-            id: uuid::Uuid::new_v4().to_string(),
-            email: email.as_str().to_owned(),
-            display_name: row
-                .display_name
-                .clone()
-                .unwrap_or_else(|| default_display_name(email)),
-            role: row.role.clone().unwrap_or_else(|| "member".into()),
-            status: row.status.clone().unwrap_or_else(|| "invited".into()),
-            created_at: now,
-            last_login_at: None,
-        };
-        let existing = db::members::find_by_email(change.conn(), email.as_str()).await?;
-        // An existing member keeps their display name unless the file gives one.
-        let member = match (&existing, &row.display_name) {
-            (Some(old), None) => Member {
-                display_name: old.display_name.clone(),
-                ..member
-            },
-            _ => member,
-        };
-        if db::members::upsert(
-            &mut change,
-            &member,
-            row.role.is_some(),
-            row.status.is_some(),
-        )
-        .await?
-        {
-            applied.created += 1;
-        } else {
-            applied.updated += 1;
-        }
-        if member.status == "suspended"
-            && row.status.is_some()
-            && let Some(old) = existing
-        {
-            db::sessions::delete_for_member(change.conn(), &old.id, None).await?;
-        }
-    }
-    if admins_before > 0 && db::members::active_admins(change.conn()).await? == 0 {
-        change.rollback().await?;
-        return Err(ApplyError::LastAdmin);
-    }
-    let detail = format!("created={} updated={}", applied.created, applied.updated);
-    audit::record(
-        change.conn(),
-        Action::MembersImported,
-        Event {
-            actor,
-            detail: &detail,
-            ..Event::default()
-        },
-    )
-    .await?;
-    change.commit().await?;
-    Ok(applied)
+    let rows: Vec<Imported<'_>> = import
+        .rows
+        .iter()
+        .filter_map(|row| {
+            Some(Imported {
+                email: row.email.as_ref()?,
+                display_name: row.display_name.as_deref(),
+                // Checked when the file was read: only known names are left.
+                role: row.role.as_deref().and_then(Role::parse),
+                status: row.status.as_deref().and_then(Status::parse),
+            })
+        })
+        .collect();
+    members::import(pool, actor, &rows).await
 }
 
 #[cfg(test)]
@@ -372,8 +295,8 @@ mod tests {
             id: "1".into(),
             email: "a@example.com".into(),
             display_name: "A, \"quoted\"".into(),
-            role: "admin".into(),
-            status: "active".into(),
+            role: Role::Admin,
+            status: Status::Active,
             created_at: 1_700_000_000,
             last_login_at: None,
         };

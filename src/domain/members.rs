@@ -2,11 +2,12 @@
 //! change to the member list. Each change is written together with its audit entry in one
 //! transaction.
 
-use crate::audit::{self, Action, AddressHasher, Event};
 use crate::config::{Config, SignupMode};
-use crate::db::{self, Pool, members::Member, members::MemberChange};
+pub use crate::db::members::{Role, Status};
+use crate::db::{self, Db, members::Member, members::MemberChange};
+use crate::domain::audit::{Action, AddressHasher, Event};
+use crate::domain::mail::{Mailer, kind as mail_kind};
 use crate::email::EmailAddress;
-use crate::mail::{Mailer, kind as mail_kind};
 use sqlx::AnyConnection;
 
 /// The outcome of a verified sign-in.
@@ -22,16 +23,31 @@ pub enum Admission {
     Suspended,
 }
 
-fn new_member(email: &EmailAddress, role: &str, status: &str, now: i64) -> Member {
+fn new_member(email: &EmailAddress, role: Role, status: Status, now: i64) -> Member {
     Member {
         id: uuid::Uuid::new_v4().to_string(),
         email: email.as_str().to_owned(),
         display_name: default_display_name(email),
-        role: role.to_owned(),
-        status: status.to_owned(),
+        role,
+        status,
         created_at: now,
         last_login_at: None,
     }
+}
+
+/// A member signed out (their session is ended by the web layer): the audit log says so.
+pub async fn signed_out(db: &Db, id: &str) -> Result<(), sqlx::Error> {
+    Event::new(Action::SignOut).by(id).on(id).record(db).await
+}
+
+/// Whether the site has no active admin yet (the front page then says how to become one).
+pub async fn without_admin(db: &Db) -> Result<bool, sqlx::Error> {
+    Ok(db::members::active_admins(db).await? == 0)
+}
+
+/// How many requests to join wait for an admin's approval.
+pub async fn waiting_for_approval(db: &Db) -> Result<i64, sqlx::Error> {
+    db::members::count_pending(db).await
 }
 
 /// Decides on `email`, which the broker has just verified, and records the decision through
@@ -53,32 +69,30 @@ pub async fn admit(
     if member.is_none() {
         let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
         let status = match config.signup_mode {
-            _ if is_admin || allowed_domain => "active",
-            SignupMode::Open => "active",
-            SignupMode::Approval => "pending",
+            _ if is_admin || allowed_domain => Status::Active,
+            SignupMode::Open => Status::Active,
+            SignupMode::Approval => Status::Pending,
             SignupMode::Invite => {
-                let event = Event {
-                    email: Some(hasher.hash(email.as_str())),
-                    detail: "not_invited",
-                    ..Event::default()
-                };
-                audit::record(&mut *conn, Action::SignInRefused, event).await?;
+                Event::new(Action::SignInRefused)
+                    .address(hasher.hash(email.as_str()))
+                    .detail("not_invited")
+                    .record(&mut *conn)
+                    .await?;
                 return Ok(Admission::NotInvited);
             }
         };
-        let role = if is_admin { "admin" } else { "member" };
+        let role = if is_admin { Role::Admin } else { Role::Member };
         let mut fresh = new_member(email, role, status, now);
-        if status == "active" {
+        if status == Status::Active {
             fresh.last_login_at = Some(now);
         }
         if db::members::insert_if_absent(&mut *conn, &fresh).await? {
-            if status == "pending" {
-                let event = Event {
-                    subject: Some(&fresh.id),
-                    email: Some(hasher.hash(email.as_str())),
-                    ..Event::default()
-                };
-                audit::record(&mut *conn, Action::MemberRequested, event).await?;
+            if status == Status::Pending {
+                Event::new(Action::MemberRequested)
+                    .on(&fresh.id)
+                    .address(hasher.hash(email.as_str()))
+                    .record(&mut *conn)
+                    .await?;
                 // The admins hear of it in their next digest.
                 mailer.queue_digests(&mut *conn).await?;
             }
@@ -97,21 +111,19 @@ pub async fn admit(
         _ => None,
     };
     if let Some((admission, reason)) = refused {
-        let event = Event {
-            subject: Some(&member.id),
-            email: Some(hasher.hash(email.as_str())),
-            detail: reason,
-            ..Event::default()
-        };
-        audit::record(&mut *conn, Action::SignInRefused, event).await?;
+        Event::new(Action::SignInRefused)
+            .on(&member.id)
+            .address(hasher.hash(email.as_str()))
+            .detail(reason)
+            .record(&mut *conn)
+            .await?;
         return Ok(admission);
     }
-    let event = Event {
-        actor: Some(&member.id),
-        subject: Some(&member.id),
-        ..Event::default()
-    };
-    audit::record(&mut *conn, Action::SignIn, event).await?;
+    Event::new(Action::SignIn)
+        .by(&member.id)
+        .on(&member.id)
+        .record(&mut *conn)
+        .await?;
     Ok(Admission::Admitted(member))
 }
 
@@ -194,12 +206,14 @@ pub enum ChangeError {
 }
 
 /// Explains a refused guarded update: not there, last admin, or not applicable.
-async fn why_not(pool: &Pool, id: &str) -> ChangeError {
+async fn why_not(pool: &Db, id: &str) -> ChangeError {
     match db::members::find_by_id(pool, id).await {
         Err(e) => ChangeError::Database(e),
         Ok(None) => ChangeError::NotFound,
-        Ok(Some(m)) if m.role == "admin" && m.status == "active" => ChangeError::LastAdmin,
-        Ok(Some(m)) => ChangeError::NotApplicable(m.status),
+        Ok(Some(m)) if m.role == Role::Admin && m.status == Status::Active => {
+            ChangeError::LastAdmin
+        }
+        Ok(Some(m)) => ChangeError::NotApplicable(m.status.to_string()),
     }
 }
 
@@ -213,7 +227,7 @@ pub fn is_listed_admin(admin_emails: &[EmailAddress], email: &str) -> bool {
 /// it), unless they are the last active admin: then the last-admin rule refuses, with its own
 /// reason.
 pub async fn refuse_listed_admin(
-    pool: &Pool,
+    pool: &Db,
     admin_emails: &[EmailAddress],
     id: &str,
 ) -> Result<(), ChangeError> {
@@ -223,8 +237,8 @@ pub async fn refuse_listed_admin(
     if !is_listed_admin(admin_emails, &member.email) {
         return Ok(());
     }
-    let last = member.role == "admin"
-        && member.status == "active"
+    let last = member.role == Role::Admin
+        && member.status == Status::Active
         && db::members::active_admins(pool).await? <= 1;
     if last {
         return Ok(());
@@ -235,16 +249,16 @@ pub async fn refuse_listed_admin(
 /// An admin's change of status: approve (`pending` to `active`), suspend (`active` to
 /// `suspended`, ending the member's sessions at once) or reactivate.
 pub async fn change_status(
-    pool: &Pool,
+    pool: &Db,
     mailer: &Mailer,
     actor: &str,
     id: &str,
     action: Action,
 ) -> Result<(), ChangeError> {
     let (from, to) = match action {
-        Action::MemberApproved => ("pending", "active"),
-        Action::MemberSuspended => ("active", "suspended"),
-        Action::MemberReactivated => ("suspended", "active"),
+        Action::MemberApproved => (Status::Pending, Status::Active),
+        Action::MemberSuspended => (Status::Active, Status::Suspended),
+        Action::MemberReactivated => (Status::Suspended, Status::Active),
         _ => return Err(ChangeError::Invalid("not a status change".into())),
     };
     let mut change = MemberChange::begin(pool).await?;
@@ -252,7 +266,7 @@ pub async fn change_status(
         change.rollback().await?;
         return Err(why_not(pool, id).await);
     }
-    if to == "suspended" {
+    if to == Status::Suspended {
         db::sessions::delete_for_member(change.conn(), id, None).await?;
     }
     if action == Action::MemberApproved && mailer.enabled() {
@@ -266,16 +280,11 @@ pub async fn change_status(
             .queue(change.conn(), mail_kind::APPROVED, &member.email, &mail)
             .await?;
     }
-    audit::record(
-        change.conn(),
-        action,
-        Event {
-            actor: Some(actor),
-            subject: Some(id),
-            ..Event::default()
-        },
-    )
-    .await?;
+    Event::new(action)
+        .by(actor)
+        .on(id)
+        .record(change.conn())
+        .await?;
     change.commit().await?;
     mailer.wake();
     Ok(())
@@ -283,36 +292,23 @@ pub async fn change_status(
 
 /// An admin rejects a pending request: the row is deleted, only if it is still pending (another
 /// admin may have approved it since the page was shown).
-pub async fn reject(pool: &Pool, actor: &str, id: &str) -> Result<(), ChangeError> {
+pub async fn reject(pool: &Db, actor: &str, id: &str) -> Result<(), ChangeError> {
     let mut change = MemberChange::begin(pool).await?;
-    if !db::members::delete_if_status(&mut change, id, "pending").await? {
+    if !db::members::delete_if_status(&mut change, id, Status::Pending).await? {
         change.rollback().await?;
         return Err(why_not(pool, id).await);
     }
-    audit::record(
-        change.conn(),
-        Action::MemberRejected,
-        Event {
-            actor: Some(actor),
-            subject: Some(id),
-            ..Event::default()
-        },
-    )
-    .await?;
+    Event::new(Action::MemberRejected)
+        .by(actor)
+        .on(id)
+        .record(change.conn())
+        .await?;
     change.commit().await?;
     Ok(())
 }
 
 /// An admin changes a member's role (`member` or `admin`).
-pub async fn change_role(
-    pool: &Pool,
-    actor: &str,
-    id: &str,
-    role: &str,
-) -> Result<(), ChangeError> {
-    if role != "member" && role != "admin" {
-        return Err(ChangeError::Invalid("a role is member or admin".into()));
-    }
+pub async fn change_role(pool: &Db, actor: &str, id: &str, role: Role) -> Result<(), ChangeError> {
     let mut change = MemberChange::begin(pool).await?;
     if !db::members::set_role(&mut change, id, role).await? {
         change.rollback().await?;
@@ -322,17 +318,12 @@ pub async fn change_role(
             Some(_) => Err(ChangeError::LastAdmin),
         };
     }
-    audit::record(
-        change.conn(),
-        Action::RoleChanged,
-        Event {
-            actor: Some(actor),
-            subject: Some(id),
-            detail: role,
-            ..Event::default()
-        },
-    )
-    .await?;
+    Event::new(Action::RoleChanged)
+        .by(actor)
+        .on(id)
+        .detail(role.as_str())
+        .record(change.conn())
+        .await?;
     change.commit().await?;
     Ok(())
 }
@@ -340,7 +331,7 @@ pub async fn change_role(
 /// Removes a member and their sessions; `action` says whether an admin removed them or they
 /// deleted their own account. Only a hash of the address stays, in the audit log.
 pub async fn remove(
-    pool: &Pool,
+    pool: &Db,
     hasher: &AddressHasher,
     actor: &str,
     id: &str,
@@ -357,13 +348,12 @@ pub async fn remove(
     }
     // An invitation not yet sent would invite someone who is no longer on the list.
     db::outbox::drop_queued_to(change.conn(), &member.email).await?;
-    let event = Event {
-        actor: Some(actor),
-        subject: Some(id),
-        email: Some(hasher.hash(&member.email)),
-        ..Event::default()
-    };
-    audit::record(change.conn(), action, event).await?;
+    Event::new(action)
+        .by(actor)
+        .on(id)
+        .address(hasher.hash(&member.email))
+        .record(change.conn())
+        .await?;
     change.commit().await?;
     Ok(())
 }
@@ -371,24 +361,23 @@ pub async fn remove(
 /// Makes an address an active admin, creating the member if needed (the command line's
 /// `admin add`). An existing member keeps their name. Returns the member's id.
 pub async fn add_admin(
-    pool: &Pool,
+    pool: &Db,
     hasher: &AddressHasher,
     email: &EmailAddress,
 ) -> Result<String, ChangeError> {
     let mut change = MemberChange::begin(pool).await?;
     let existing = db::members::find_by_email(change.conn(), email.as_str()).await?;
-    let mut member = new_member(email, "admin", "active", db::now());
+    let mut member = new_member(email, Role::Admin, Status::Active, db::now());
     if let Some(old) = &existing {
         member.display_name = old.display_name.clone();
     }
     db::members::upsert(&mut change, &member, true, true).await?;
     let id = existing.map(|m| m.id).unwrap_or(member.id);
-    let event = Event {
-        subject: Some(&id),
-        email: Some(hasher.hash(email.as_str())),
-        ..Event::default()
-    };
-    audit::record(change.conn(), Action::AdminAdded, event).await?;
+    Event::new(Action::AdminAdded)
+        .on(&id)
+        .address(hasher.hash(email.as_str()))
+        .record(change.conn())
+        .await?;
     change.commit().await?;
     Ok(id)
 }
@@ -412,7 +401,7 @@ pub struct InviteReport {
 /// on, each new invitation is queued as a mail in the same transaction as the invitation;
 /// with mail off, the report holds the text to send by hand.
 pub async fn invite(
-    pool: &Pool,
+    pool: &Db,
     mailer: &Mailer,
     hasher: &AddressHasher,
     inviter: &Member,
@@ -434,15 +423,14 @@ pub async fn invite(
                 .invalid
                 .push((raw.chars().take(254).collect(), e.to_string())),
             Ok(email) => {
-                let fresh = new_member(&email, "member", "invited", now);
+                let fresh = new_member(&email, Role::Member, Status::Invited, now);
                 if db::members::insert_if_absent(&mut *tx, &fresh).await? {
-                    let event = Event {
-                        actor: Some(actor),
-                        subject: Some(&fresh.id),
-                        email: Some(hasher.hash(email.as_str())),
-                        ..Event::default()
-                    };
-                    audit::record(&mut *tx, Action::MemberInvited, event).await?;
+                    Event::new(Action::MemberInvited)
+                        .by(actor)
+                        .on(&fresh.id)
+                        .address(hasher.hash(email.as_str()))
+                        .record(&mut *tx)
+                        .await?;
                     let mail = mailer.invitation(email.as_str(), inviter).map_err(|e| {
                         ChangeError::Invalid(format!("the invitation could not be written: {e}"))
                     })?;
@@ -470,21 +458,16 @@ pub async fn invite(
 pub const MAX_NAME: usize = 80;
 
 /// A member renames themselves.
-pub async fn rename(pool: &Pool, id: &str, name: &str) -> Result<(), ChangeError> {
+pub async fn rename(pool: &Db, id: &str, name: &str) -> Result<(), ChangeError> {
     let name = name.trim();
     check_display_name(name).map_err(ChangeError::Invalid)?;
     let mut tx = db::begin_write(pool).await?;
     db::members::set_display_name(&mut *tx, id, name).await?;
-    audit::record(
-        &mut *tx,
-        Action::DisplayNameChanged,
-        Event {
-            actor: Some(id),
-            subject: Some(id),
-            ..Event::default()
-        },
-    )
-    .await?;
+    Event::new(Action::DisplayNameChanged)
+        .by(id)
+        .on(id)
+        .record(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -494,7 +477,7 @@ pub async fn rename(pool: &Pool, id: &str, name: &str) -> Result<(), ChangeError
 /// Only an active member's address changes, checked in the same statement: one suspended or
 /// removed while the broker was verifying gets `NotFound`.
 pub async fn change_email(
-    pool: &Pool,
+    pool: &Db,
     hasher: &AddressHasher,
     id: &str,
     email: &EmailAddress,
@@ -509,60 +492,53 @@ pub async fn change_email(
         Err(e) => return Err(e.into()),
     }
     db::sessions::delete_for_member(&mut *tx, id, None).await?;
-    audit::record(
-        &mut *tx,
-        Action::EmailChanged,
-        Event {
-            actor: Some(id),
-            subject: Some(id),
-            email: Some(hasher.hash(email.as_str())),
-            ..Event::default()
-        },
-    )
-    .await?;
+    Event::new(Action::EmailChanged)
+        .by(id)
+        .on(id)
+        .address(hasher.hash(email.as_str()))
+        .record(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// A member ends one of their own sessions (by its public handle). Another member's handle
 /// matches nothing.
-pub async fn end_session(pool: &Pool, member_id: &str, handle: &str) -> Result<(), sqlx::Error> {
+pub async fn end_session(pool: &Db, member_id: &str, handle: &str) -> Result<(), sqlx::Error> {
     let mut tx = db::begin_write(pool).await?;
     if db::sessions::delete_by_handle(&mut *tx, member_id, handle).await? {
-        let event = Event {
-            actor: Some(member_id),
-            subject: Some(member_id),
-            ..Event::default()
-        };
-        audit::record(&mut *tx, Action::SessionRevoked, event).await?;
+        Event::new(Action::SessionRevoked)
+            .by(member_id)
+            .on(member_id)
+            .record(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }
 
 /// A member ends all their sessions but the one with handle `keep`.
 pub async fn end_other_sessions(
-    pool: &Pool,
+    pool: &Db,
     member_id: &str,
     keep: &str,
 ) -> Result<u64, sqlx::Error> {
     let mut tx = db::begin_write(pool).await?;
     let ended = db::sessions::delete_for_member(&mut *tx, member_id, Some(keep)).await?;
     let detail = ended.to_string();
-    let event = Event {
-        actor: Some(member_id),
-        subject: Some(member_id),
-        detail: &detail,
-        ..Event::default()
-    };
-    audit::record(&mut *tx, Action::OtherSessionsRevoked, event).await?;
+    Event::new(Action::OtherSessionsRevoked)
+        .by(member_id)
+        .on(member_id)
+        .detail(&detail)
+        .record(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(ended)
 }
 
 /// An admin asks for a failed mail to be tried again.
-pub async fn retry_mail(pool: &Pool, actor: &str, id: &str) -> Result<(), ChangeError> {
+pub async fn retry_mail(pool: &Db, actor: &str, id: &str) -> Result<(), ChangeError> {
     let now = db::now();
-    let give_up_at = now + crate::mail::GIVE_UP_AFTER.as_secs() as i64;
+    let give_up_at = now + crate::domain::mail::GIVE_UP_AFTER.as_secs() as i64;
     let mut tx = db::begin_write(pool).await?;
     if !db::outbox::requeue_failed(&mut *tx, id, now, give_up_at).await? {
         tx.rollback().await?;
@@ -571,16 +547,116 @@ pub async fn retry_mail(pool: &Pool, actor: &str, id: &str) -> Result<(), Change
             Some(mail) => Err(ChangeError::NotApplicable(mail.status)),
         };
     }
-    audit::record(
-        &mut *tx,
-        Action::MailRetried,
-        Event {
-            actor: Some(actor),
-            detail: id,
-            ..Event::default()
-        },
-    )
-    .await?;
+    Event::new(Action::MailRetried)
+        .by(actor)
+        .detail(id)
+        .record(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What an applied import did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Members created.
+    pub created: u64,
+    /// Members updated.
+    pub updated: u64,
+}
+
+/// Why an import was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Some rows are bad: nothing was written.
+    #[error("the file has errors; nothing was written")]
+    HasErrors,
+    /// It would leave the site without an active admin: nothing was written.
+    #[error("the import would leave the site without an active admin; nothing was written")]
+    LastAdmin,
+    /// The database failed: nothing was written.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A member as an import gives them: the address, and what the file says of the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct Imported<'a> {
+    /// The normalized address.
+    pub email: &'a EmailAddress,
+    /// The display name, if the file gives one.
+    pub display_name: Option<&'a str>,
+    /// The role, if the file gives one.
+    pub role: Option<Role>,
+    /// The status, if the file gives one.
+    pub status: Option<Status>,
+}
+
+/// Writes an import in one transaction: creates or updates each member by address. New
+/// members default to role `member` and status `invited`; an existing member keeps what the
+/// file leaves out. Nothing is written if the site would be left without an active admin.
+pub async fn import(
+    pool: &Db,
+    actor: Option<&str>,
+    rows: &[Imported<'_>],
+) -> Result<Applied, ApplyError> {
+    let now = db::now();
+    let mut applied = Applied::default();
+    // The guarded transaction: no other change to roles or statuses runs until this one ends,
+    // so the admin count before and after is exact.
+    let mut change = MemberChange::begin(pool).await?;
+    let admins_before = db::members::active_admins(change.conn()).await?;
+    for row in rows {
+        let email = row.email;
+        let member = Member {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.as_str().to_owned(),
+            display_name: row
+                .display_name
+                .map_or_else(|| default_display_name(email), str::to_owned),
+            role: row.role.unwrap_or(Role::Member),
+            status: row.status.unwrap_or(Status::Invited),
+            created_at: now,
+            last_login_at: None,
+        };
+        let existing = db::members::find_by_email(change.conn(), email.as_str()).await?;
+        // An existing member keeps their display name unless the file gives one.
+        let member = match (&existing, &row.display_name) {
+            (Some(old), None) => Member {
+                display_name: old.display_name.clone(),
+                ..member
+            },
+            _ => member,
+        };
+        if db::members::upsert(
+            &mut change,
+            &member,
+            row.role.is_some(),
+            row.status.is_some(),
+        )
+        .await?
+        {
+            applied.created += 1;
+        } else {
+            applied.updated += 1;
+        }
+        if member.status == Status::Suspended
+            && row.status.is_some()
+            && let Some(old) = existing
+        {
+            db::sessions::delete_for_member(change.conn(), &old.id, None).await?;
+        }
+    }
+    if admins_before > 0 && db::members::active_admins(change.conn()).await? == 0 {
+        change.rollback().await?;
+        return Err(ApplyError::LastAdmin);
+    }
+    let detail = format!("created={} updated={}", applied.created, applied.updated);
+    Event::new(Action::MembersImported)
+        .by_opt(actor)
+        .detail(&detail)
+        .record(change.conn())
+        .await?;
+    change.commit().await?;
+    Ok(applied)
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::db::{self, Pool};
+use crate::db::{self, Db};
 
 /// How long a page is kept: the longest a change made elsewhere takes to show.
 pub const TTL: Duration = Duration::from_secs(5);
@@ -56,7 +56,7 @@ impl Directory {
     }
 
     /// Page `number` (from 1), from memory when it is fresh.
-    pub async fn page(&self, pool: &Pool, number: i64) -> Result<Page, sqlx::Error> {
+    pub async fn page(&self, pool: &Db, number: i64) -> Result<Page, sqlx::Error> {
         // Read before the query: a change that commits meanwhile makes this copy stale.
         let generation = self.generation.load(Ordering::Acquire);
         if let Some(page) = self.fresh(number, generation) {

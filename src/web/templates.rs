@@ -4,9 +4,10 @@ use askama::Template;
 
 use std::sync::Arc;
 
-use crate::content::{Access, Content, NavLink};
 use crate::db::members::Member;
-use crate::security::Csrf;
+use crate::domain::content::{Access, Content, NavLink};
+use crate::domain::members::{Role, Status};
+use crate::web::security::Csrf;
 
 /// What every page needs to draw the frame.
 #[derive(Debug, Clone)]
@@ -81,11 +82,11 @@ impl Site {
 
     /// The frame for a signed-in member, with their form token; for an admin, with the
     /// number of requests waiting (`None` for other members).
-    pub fn for_member(&self, member: &Member, pending: Option<i64>, csrf: &Csrf) -> Site {
+    /// Built from the visitor's frame, which carries the form token already.
+    pub fn for_member(&self, member: &Member, pending: Option<i64>) -> Site {
         Site {
             signed_in: true,
-            is_admin: member.role == "admin",
-            csrf_token: csrf.token().to_owned(),
+            is_admin: member.role == Role::Admin,
             pending_requests: pending,
             ..self.clone()
         }
@@ -107,7 +108,7 @@ pub struct HomePage {
     /// The site has no admin yet: say how to add one.
     pub needs_admin: bool,
     /// The owner's own front page text (`content/index.md`), instead of the built-in one.
-    pub front: Option<crate::content::Page>,
+    pub front: Option<crate::domain::content::Page>,
 }
 
 /// `GET /members`: the page behind the door, with the directory of active members.
@@ -263,7 +264,7 @@ pub struct AdminImportPage {
     /// The CSV text (kept for the apply step).
     pub text: String,
     /// The checked rows, once previewed.
-    pub rows: Vec<crate::member_csv::ImportRow>,
+    pub rows: Vec<crate::domain::member_csv::ImportRow>,
     /// A problem with the file as a whole.
     pub file_error: Option<String>,
     /// Whether the preview found no error (then it can be applied).
@@ -308,7 +309,7 @@ pub struct AdminAuditPage {
     pub has_next: bool,
 }
 
-/// Any error, drawn by [`crate::error_pages::render_error_pages`].
+/// Any error, drawn by [`crate::web::error_pages::render_error_pages`].
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage {
@@ -333,5 +334,5 @@ pub struct ContentPage {
     /// The frame.
     pub site: Site,
     /// The page.
-    pub page: crate::content::Page,
+    pub page: crate::domain::content::Page,
 }

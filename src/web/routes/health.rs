@@ -8,10 +8,10 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::db::{self, Pool};
-use crate::error::PlainAnswer;
-use crate::metrics::Metrics;
-use crate::portier::RelyingParty;
+use crate::db::{self, Db};
+use crate::domain::metrics::Metrics;
+use crate::domain::portier::RelyingParty;
+use crate::web::error_pages::PlainAnswer;
 
 /// A plain-text answer that the error pages leave as it is.
 fn plain(status: StatusCode, body: String) -> HttpResponse {
@@ -30,7 +30,7 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /readyz`: this instance can serve sign-ins: the database answers, and the broker's
 /// discovery document is cached or can be fetched. 503 with the reasons otherwise.
 pub async fn readyz(
-    pool: web::Data<Pool>,
+    pool: web::Data<Db>,
     rp: web::Data<RelyingParty>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
@@ -97,4 +97,18 @@ pub async fn metrics(
         header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+/// Middleware: times every request for the latency histogram.
+pub async fn time_requests(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let metrics = req.app_data::<actix_web::web::Data<Metrics>>().cloned();
+    let res = next.call(req).await;
+    if let Some(metrics) = metrics {
+        metrics.request(started.elapsed());
+    }
+    res
 }

@@ -5,20 +5,17 @@ use std::net::IpAddr;
 
 use actix_web::body::MessageBody;
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::future::{Ready, ready};
 
-use crate::config::Config;
-use crate::error::AppError;
-use crate::portier::ATTEMPT_TTL;
-use crate::sessions::hex;
+use crate::config::{Config, canonical_ip};
+use crate::domain::portier::ATTEMPT_TTL;
 
 /// The names of the site's cookies. On https each carries the `__Host-` prefix: browsers then
 /// accept it only with `Secure`, `Path=/` and no `Domain`, so a page on a sibling subdomain
@@ -78,7 +75,7 @@ fn random_token() -> String {
 /// SHA-256 as lowercase hex: how binding cookies and addresses are kept when only a
 /// comparison is needed.
 pub fn sha256_hex(value: &str) -> String {
-    hex(&Sha256::digest(value.as_bytes()))
+    format!("{:x}", Sha256::digest(value.as_bytes()))
 }
 
 /// A fresh binding cookie for `POST /login`, and the hash to store with the attempt.
@@ -186,102 +183,22 @@ impl Csrf {
 
     /// Accepts the submitted token only if it was made for this browser and the request comes
     /// from this site; otherwise a 403 before anything is changed.
-    pub fn check(&self, submitted: Option<&str>) -> Result<(), AppError> {
+    pub fn check(&self, submitted: Option<&str>) -> Result<(), CsrfRejected> {
         if self.from_elsewhere {
-            return Err(AppError::CsrfRejected("request from another site"));
+            return Err(CsrfRejected("request from another site"));
         }
-        let submitted = submitted.ok_or(AppError::CsrfRejected("no token"))?;
-        let bytes = hex_decode(submitted).ok_or(AppError::CsrfRejected("malformed token"))?;
+        let submitted = submitted.ok_or(CsrfRejected("no token"))?;
+        let bytes = hex_decode(submitted).ok_or(CsrfRejected("malformed token"))?;
         sign(&self.key, &self.secret)
             .verify_slice(&bytes)
-            .map_err(|_| AppError::CsrfRejected("wrong token"))
-    }
-}
-
-/// A form that carries this site's CSRF token in its `csrf_token` field.
-pub trait CsrfProtected {
-    /// The submitted token, if any.
-    fn csrf_token(&self) -> Option<&str>;
-}
-
-/// Implements [`CsrfProtected`] for form structs with a `csrf_token: Option<String>` field.
-#[macro_export]
-macro_rules! csrf_protected {
-    ($($form:ty),* $(,)?) => {
-        $(
-            impl $crate::security::CsrfProtected for $form {
-                fn csrf_token(&self) -> Option<&str> {
-                    self.csrf_token.as_deref()
-                }
-            }
-        )*
-    };
-}
-
-/// A posted form whose CSRF token (and origin) was checked before the handler runs: a handler
-/// that takes one cannot forget the check. It derefs to the form; [`CsrfForm::csrf`] gives the
-/// token for the page it answers with.
-pub struct CsrfForm<T> {
-    form: T,
-    csrf: Csrf,
-}
-
-impl<T> CsrfForm<T> {
-    /// The CSRF token, for the forms of the page the handler answers with.
-    pub fn csrf(&self) -> &Csrf {
-        &self.csrf
+            .map_err(|_| CsrfRejected("wrong token"))
     }
 
-    /// The form's fields.
-    pub fn into_inner(self) -> T {
-        self.form
-    }
-}
-
-impl<T> std::ops::Deref for CsrfForm<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.form
-    }
-}
-
-impl<T> FromRequest for CsrfForm<T>
-where
-    T: serde::de::DeserializeOwned + CsrfProtected + 'static,
-{
-    type Error = actix_web::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let csrf = Csrf::from_request(req, payload).into_inner();
-        let form = web::Form::<T>::from_request(req, payload);
-        Box::pin(async move {
-            let csrf = csrf?;
-            let form = form.await?.into_inner();
-            csrf.check(form.csrf_token())?;
-            Ok(CsrfForm { form, csrf })
-        })
-    }
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-impl FromRequest for Csrf {
-    type Error = AppError;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let secret = req.extensions().get::<CsrfSecret>().cloned();
-        let key = req.app_data::<web::Data<CsrfKey>>().map(|k| k.0.clone());
+    /// The token for a browser whose CSRF cookie is `secret`, for a request that came from
+    /// another site or not. `None` when the CSRF middleware or key is not installed.
+    pub fn for_request(req: &HttpRequest) -> Option<Csrf> {
+        let secret = req.extensions().get::<CsrfSecret>().cloned()?;
+        let key = req.app_data::<web::Data<CsrfKey>>().map(|k| k.0.clone())?;
         let public_url = req
             .app_data::<web::Data<Config>>()
             .map(|c| c.public_url.clone())
@@ -294,27 +211,28 @@ impl FromRequest for Csrf {
         };
         let from_elsewhere = header("origin").is_some_and(|o| o != public_url)
             || header("sec-fetch-site").is_some_and(|s| s != "same-origin" && s != "none");
-        ready(match (secret, key) {
-            (Some(CsrfSecret(secret)), Some(key)) => Ok(Csrf {
-                token: hex(&sign(&key, &secret).finalize().into_bytes()),
-                from_elsewhere,
-                key,
-                secret,
-            }),
-            _ => Err(AppError::internal(anyhow::anyhow!(
-                "the CSRF middleware or key is not installed"
-            ))),
+        let CsrfSecret(secret) = secret;
+        Some(Csrf {
+            token: format!("{:x}", sign(&key, &secret).finalize().into_bytes()),
+            from_elsewhere,
+            key,
+            secret,
         })
     }
 }
 
-/// An address as it is compared and counted: an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
-/// what a server listening on `[::]` sees of an IPv4 client) is its IPv4 address.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+/// Why a submitted CSRF token was refused (for the log; the visitor reads one page for all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsrfRejected(pub &'static str);
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() != 64 {
+        return None;
     }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The network a client is counted under by the rate limits: an IPv4 address by itself, an

@@ -1,0 +1,325 @@
+//! Signing in, as one service with two steps: [`SignIn::start`] when a visitor asks to sign in
+//! (or to change their address), [`SignIn::finish`] when the broker's answer comes back. It
+//! holds the policy (rate limits, who is admitted), the nonce, the member and the audit; the
+//! web handlers only read the request, call it, and start the session or pick the page.
+
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::domain::audit::AddressHasher;
+use crate::domain::directory::Directory;
+use crate::domain::mail::Mailer;
+use crate::domain::members::{self, Admission, ChangeError};
+use crate::domain::metrics::Metrics;
+use crate::domain::portier::{
+    BrokerError, Purpose, Rejection, RelyingParty, StartError, VerifyError,
+};
+use crate::domain::rate_limit::{self, RefusalGate};
+use crate::email::EmailAddress;
+
+/// Everything a sign-in needs, built once at start and shared by every worker.
+pub struct SignIn {
+    /// The relying party: the broker's keys, the login attempts.
+    pub rp: Arc<RelyingParty>,
+    /// The database.
+    pub db: Db,
+    /// The settings (limits, admin addresses, sign-up mode).
+    pub config: Arc<Config>,
+    /// The outbox, for the mails that admitting someone sends.
+    pub mailer: Arc<Mailer>,
+    /// The keyed hash of addresses in the audit log and the rate limits.
+    pub hasher: Arc<AddressHasher>,
+    /// The in-memory gate in front of the refusal counter.
+    pub gate: Arc<RefusalGate>,
+    /// The members directory, told when a first sign-in changes it.
+    pub directory: Arc<Directory>,
+    /// The counters of `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A request to start signing in (or to confirm a new address).
+pub struct Start<'a> {
+    /// The address as the visitor typed it; the broker gets it as typed.
+    pub typed: &'a str,
+    /// The local path to go to afterwards.
+    pub next: &'a str,
+    /// The client network the request is counted under.
+    pub network: &'a str,
+    /// The hash of the binding cookie set in this browser, when binding is on.
+    pub binding_hash: Option<&'a str>,
+    /// What the sign-in is for.
+    pub purpose: Purpose,
+    /// For an address change: the member's current address, which cannot be the new one.
+    pub current: Option<&'a str>,
+}
+
+/// Why a sign-in did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartRefused {
+    /// The typed address is not one; the text says why (for the form).
+    #[error("not an address: {0}")]
+    BadAddress(String),
+    /// Too many starts from this network or for this address; seconds to wait.
+    #[error("rate limited")]
+    RateLimited(u64),
+    /// The broker could not be asked, or the attempt could not be stored.
+    #[error(transparent)]
+    Broker(#[from] StartError),
+    /// The rate limits could not be counted.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The broker's answer, as `POST /verify` received it.
+pub struct Answer<'a> {
+    /// The `id_token`.
+    pub token: &'a str,
+    /// The hash of the binding cookie this browser presented, if any.
+    pub binding_hash: Option<&'a str>,
+    /// The client network, for counting refused tokens.
+    pub network: &'a str,
+}
+
+/// A finished sign-in: the member to start a session for, and where they go next.
+#[derive(Debug)]
+pub struct Finished {
+    /// The member's id.
+    pub member_id: String,
+    /// The local path to send them to.
+    pub next: String,
+}
+
+/// Why a sign-in did not finish. No session is started for any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum FinishRefused {
+    /// The token is not acceptable (bad, replayed or expired).
+    #[error("sign-in refused: {0}")]
+    Token(Rejection),
+    /// The broker vouched for `email`, but the sign-in was started in another browser.
+    #[error("started in another browser: {reason:?}")]
+    StartedElsewhere {
+        /// The binding refusal.
+        reason: Rejection,
+        /// The address the broker vouched for.
+        email: String,
+    },
+    /// Not on the member list of an invite-only site.
+    #[error("not invited")]
+    NotInvited,
+    /// Waiting for an admin's approval.
+    #[error("pending approval")]
+    Pending,
+    /// Suspended (or, for an address change, no longer an active member).
+    #[error("suspended")]
+    Suspended,
+    /// The new address belongs to another member.
+    #[error("that address already belongs to another member")]
+    AddressTaken,
+    /// Too many refused tokens from this network; seconds to wait.
+    #[error("rate limited")]
+    RateLimited(u64),
+    /// The broker's keys could not be had.
+    #[error(transparent)]
+    Broker(BrokerError),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// The address change failed for another reason.
+    #[error(transparent)]
+    Change(ChangeError),
+}
+
+impl FinishRefused {
+    /// The reason's name in `clubhouse_signins_refused_total`, for a refusal the metric counts.
+    fn metric(&self) -> Option<&'static str> {
+        match self {
+            FinishRefused::Token(r) | FinishRefused::StartedElsewhere { reason: r, .. } => {
+                Some(r.name())
+            }
+            FinishRefused::NotInvited => Some("not_invited"),
+            FinishRefused::Pending => Some("pending"),
+            FinishRefused::Suspended => Some("suspended"),
+            FinishRefused::AddressTaken => Some("address_taken"),
+            _ => None,
+        }
+    }
+}
+
+impl From<VerifyError> for FinishRefused {
+    fn from(e: VerifyError) -> FinishRefused {
+        match e {
+            VerifyError::Rejected(r) => FinishRefused::Token(r),
+            VerifyError::Broker(b) => FinishRefused::Broker(b),
+            VerifyError::Database(d) => FinishRefused::Database(d),
+        }
+    }
+}
+
+impl SignIn {
+    /// Counts the start against the client's network (a bad address too: that limits
+    /// probing) and a good address against itself, stores the attempt and gives the broker's
+    /// URL to send the visitor to.
+    pub async fn start(&self, client: &awc::Client, start: Start<'_>) -> Result<Url, StartRefused> {
+        // The metrics count sign-ins; an address change is not one.
+        let counted = matches!(start.purpose, Purpose::SignIn);
+        let result = self.start_counted(client, start).await;
+        match &result {
+            Ok(_) if counted => self.metrics.signin_started(),
+            Err(StartRefused::RateLimited(_)) if counted => self.metrics.rate_limited(),
+            _ => {}
+        }
+        result
+    }
+
+    async fn start_counted(
+        &self,
+        client: &awc::Client,
+        start: Start<'_>,
+    ) -> Result<Url, StartRefused> {
+        let typed = start.typed.trim();
+        let parsed = EmailAddress::parse(typed);
+        let counted = rate_limit::sign_in_start(
+            &self.db,
+            &self.config,
+            &self.hasher,
+            start.network,
+            parsed.as_ref().ok(),
+        )
+        .await?;
+        if let Some(wait) = counted {
+            return Err(StartRefused::RateLimited(wait));
+        }
+        let email = parsed.map_err(|e| StartRefused::BadAddress(e.to_string()))?;
+        if start.current == Some(email.as_str()) {
+            return Err(StartRefused::BadAddress(
+                "That is already your address.".into(),
+            ));
+        }
+        let url = self
+            .rp
+            .start(
+                client,
+                typed,
+                start.next,
+                None,
+                start.binding_hash,
+                &start.purpose,
+            )
+            .await?;
+        Ok(url)
+    }
+
+    /// Checks the broker's token, consumes its nonce and admits the member (or changes their
+    /// address), in one write transaction; counts and audits a refused token.
+    pub async fn finish(
+        &self,
+        client: &awc::Client,
+        answer: Answer<'_>,
+    ) -> Result<Finished, FinishRefused> {
+        let result = self.finish_counted(client, &answer).await;
+        match &result {
+            Ok(_) => self.metrics.signin_completed(),
+            Err(refusal) => {
+                if let Some(reason) = refusal.metric() {
+                    self.metrics.signin_refused(reason);
+                }
+            }
+        }
+        result
+    }
+
+    async fn finish_counted(
+        &self,
+        client: &awc::Client,
+        answer: &Answer<'_>,
+    ) -> Result<Finished, FinishRefused> {
+        let checked = match self.rp.check(client, answer.token).await {
+            Ok(c) => c,
+            Err(VerifyError::Rejected(r)) => return Err(self.refused(answer.network, r).await),
+            Err(e) => return Err(e.into()),
+        };
+        // The address the broker vouched for (the token's signature and claims are good).
+        let vouched = EmailAddress::parse(&checked.email)
+            .map(|e| e.to_string())
+            .unwrap_or_else(|_| checked.email.clone());
+        // The nonce is consumed and the member admitted in one write transaction: one commit.
+        let mut tx = db::begin_write(&self.db).await?;
+        let verified = match self.rp.consume(&mut tx, checked, answer.binding_hash).await {
+            Ok(v) => v,
+            Err(VerifyError::Rejected(r)) => {
+                // Keeps a nonce that was used up (an expired one, say).
+                tx.commit().await?;
+                return Err(match self.refused(answer.network, r).await {
+                    // Opened on another device: the page offers to start again from this one.
+                    FinishRefused::Token(
+                        reason @ (Rejection::BindingMissing | Rejection::BindingMismatch),
+                    ) => FinishRefused::StartedElsewhere {
+                        reason,
+                        email: vouched,
+                    },
+                    other => other,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match &verified.purpose {
+            Purpose::SignIn => {
+                let admission = members::admit(
+                    &mut tx,
+                    &self.config,
+                    &self.mailer,
+                    &self.hasher,
+                    &verified.email,
+                )
+                .await?;
+                tx.commit().await?;
+                match admission {
+                    Admission::Admitted(member) => {
+                        // A first sign-in may have added a name, or activated an invited member.
+                        self.directory.changed();
+                        Ok(Finished {
+                            member_id: member.id,
+                            next: verified.next_path.clone(),
+                        })
+                    }
+                    Admission::NotInvited => Err(FinishRefused::NotInvited),
+                    Admission::Pending => Err(FinishRefused::Pending),
+                    Admission::Suspended => Err(FinishRefused::Suspended),
+                }
+            }
+            Purpose::ChangeEmail { member_id } => {
+                // The nonce is spent whatever happens next.
+                tx.commit().await?;
+                // Only an active member's address changes (checked in the change itself).
+                match members::change_email(&self.db, &self.hasher, member_id, &verified.email)
+                    .await
+                {
+                    Ok(()) => Ok(Finished {
+                        member_id: member_id.clone(),
+                        next: "/account?notice=email".to_owned(),
+                    }),
+                    Err(ChangeError::NotFound) => Err(FinishRefused::Suspended),
+                    Err(ChangeError::EmailTaken) => Err(FinishRefused::AddressTaken),
+                    Err(e) => Err(FinishRefused::Change(e)),
+                }
+            }
+        }
+    }
+
+    /// Counts a refused token against its client network and in the folded audit entry: the
+    /// refusal, or "wait" once the network is over its limit.
+    async fn refused(&self, network: &str, rejection: Rejection) -> FinishRefused {
+        match self
+            .gate
+            .refused(&self.db, &self.config, network, rejection.name())
+            .await
+        {
+            Ok(Some(wait)) => FinishRefused::RateLimited(wait),
+            Ok(None) => FinishRefused::Token(rejection),
+            Err(e) => FinishRefused::Database(e),
+        }
+    }
+}
