@@ -194,8 +194,9 @@ impl Csrf {
             .map_err(|_| CsrfRejected("wrong token"))
     }
 
-    /// The token for a browser whose CSRF cookie is `secret`, for a request that came from
-    /// another site or not. `None` when the CSRF middleware or key is not installed.
+    /// The token of this request's browser (from the secret the CSRF middleware put in the
+    /// request), and whether the request came from another site. `None` when the middleware
+    /// or the key is not installed.
     pub fn for_request(req: &HttpRequest) -> Option<Csrf> {
         let secret = req.extensions().get::<CsrfSecret>().cloned()?;
         let key = req.app_data::<web::Data<CsrfKey>>().map(|k| k.0.clone())?;

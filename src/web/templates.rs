@@ -80,9 +80,8 @@ impl Site {
         }
     }
 
-    /// The frame for a signed-in member, with their form token; for an admin, with the
-    /// number of requests waiting (`None` for other members).
-    /// Built from the visitor's frame, which carries the form token already.
+    /// The frame for a signed-in member, made from their visitor's frame (which carries the
+    /// form token); for an admin, with the number of requests waiting (`None` for others).
     pub fn for_member(&self, member: &Member, pending: Option<i64>) -> Site {
         Site {
             signed_in: true,

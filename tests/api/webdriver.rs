@@ -320,13 +320,32 @@ impl Browser<'_> {
             .to_owned()
     }
 
-    /// The page's HTML.
+    /// The page's HTML. While the window is between two pages, Firefox has no document to
+    /// give ("documentElement is null"): asked again until one has loaded, for 10 s at most.
     pub async fn source(&self) -> String {
-        self.call("GET", "/source", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        let url = format!("{}/session/{}/source", self.base, self.id);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut res = self
+                .driver
+                .client
+                .get(&url)
+                .send()
+                .await
+                .expect("webdriver request");
+            let v: Value = res.json().limit(64 << 20).await.expect("webdriver answer");
+            if res.status().is_success() {
+                return v["value"].as_str().unwrap_or_default().to_owned();
+            }
+            let between_pages = v["value"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("documentElement is null"));
+            assert!(
+                between_pages && Instant::now() < deadline,
+                "webdriver GET /source: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn element(&self, css: &str) -> String {
