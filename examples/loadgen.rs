@@ -20,6 +20,14 @@
 //! By default every sign-in is a first sign-in (a new member, in `SIGNUP_MODE=open`);
 //! `--returning` signs in members that already exist, the common case on a running site.
 //!
+//! `--front-page` times the front page too, once per sign-in (each sign-in then uses its own
+//! page's CSRF cookie and token), and reports the CPU of the whole sign-in: front page, start,
+//! verify. `--demo-rp DIR` runs the same against Portier's reference relying party
+//! (github.com/portier/demo-rp, a copy in `DIR`, started with `--python`, default `python3`,
+//! on the Redis at `--redis`, default `redis://127.0.0.1:6379/15`) instead of this server:
+//! its front page, `POST /login`, `POST /verify`, and its signed-in front page as the
+//! "members" page. See BENCHMARKS.md, "Side by side with the reference".
+//!
 //! For each timed phase it prints requests per second, p50/p90/p99 latency and errors by kind,
 //! with the server's CPU time (from /proc) and its own. Every defense stays on; only the rate
 //! limits are raised through their settings, and the report names them.
@@ -59,6 +67,14 @@ struct Args {
     purge_interval: String,
     /// Sign in existing members (preloaded) instead of new ones.
     returning: bool,
+    /// Time the front page, once per sign-in.
+    front_page: bool,
+    /// Run Portier's demo-rp from this folder instead of the server.
+    demo_rp: Option<String>,
+    /// The Python that runs demo-rp.
+    python: String,
+    /// The Redis demo-rp keeps its nonces in.
+    redis: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -73,6 +89,10 @@ fn parse_args() -> Result<Args, String> {
         preload_expired: 0,
         purge_interval: "1h".into(),
         returning: false,
+        front_page: false,
+        demo_rp: None,
+        python: "python3".into(),
+        redis: "redis://127.0.0.1:6379/15".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -101,12 +121,22 @@ fn parse_args() -> Result<Args, String> {
             }
             "--purge-interval" => args.purge_interval = value()?,
             "--returning" => args.returning = true,
+            "--front-page" => args.front_page = true,
+            "--demo-rp" => {
+                args.demo_rp = Some(value()?);
+                args.front_page = true;
+            }
+            "--python" => args.python = value()?,
+            "--redis" => args.redis = value()?,
             "--min-verify-rps" => {
                 args.min_verify_rps =
                     Some(value()?.parse().map_err(|_| "--min-verify-rps: a number")?)
             }
             other => return Err(format!("unknown argument {other}")),
         }
+    }
+    if args.demo_rp.is_some() && (args.returning || args.preload_members > 0) {
+        return Err("--demo-rp keeps no members: no --returning or --preload-members".into());
     }
     if args.returning {
         // The members who sign in must exist first.
@@ -285,23 +315,41 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let started = Instant::now();
-    let mut server: Child = match Command::new(&args.server)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PUBLIC_URL", &base)
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", &database_url)
-        .env("BROKER_URL", &broker.origin)
-        .envs(SERVER_SETTINGS)
-        .env("PURGE_INTERVAL", &args.purge_interval)
-        .env("RUST_LOG", "warn,clubhouse::domain::purge=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+    let command = match &args.demo_rp {
+        None => {
+            let mut c = Command::new(&args.server);
+            c.env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("PUBLIC_URL", &base)
+                .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+                .env("DATABASE_URL", &database_url)
+                .env("BROKER_URL", &broker.origin)
+                .envs(SERVER_SETTINGS)
+                .env("PURGE_INTERVAL", &args.purge_interval)
+                .env("RUST_LOG", "warn,clubhouse::domain::purge=info");
+            c
+        }
+        Some(dir) => {
+            let mut c = Command::new(&args.python);
+            c.arg("server.py")
+                .current_dir(dir)
+                .env("DEMO_LISTEN_IP", "127.0.0.1")
+                .env("DEMO_LISTEN_PORT", port.to_string())
+                .env("DEMO_WEBSITE_URL", &base)
+                .env("DEMO_BROKER_URL", &broker.origin)
+                .env("DEMO_REDIS_URL", &args.redis)
+                .env("DEMO_SECRET", uuid::Uuid::new_v4().simple().to_string());
+            c
+        }
+    };
+    let mut command = command;
+    let mut server: Child = match command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("loadgen: cannot start {}: {e}", args.server);
+            eprintln!(
+                "loadgen: cannot start {}: {e}",
+                args.demo_rp.as_deref().unwrap_or(&args.server)
+            );
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -329,7 +377,12 @@ async fn main() -> std::process::ExitCode {
         .finish();
     // Ready: the first answered request, with migrations applied.
     let startup = loop {
-        if let Ok(res) = client.get(format!("{base}/healthz")).send().await
+        let ready = if args.demo_rp.is_some() {
+            "/"
+        } else {
+            "/healthz"
+        };
+        if let Ok(res) = client.get(format!("{base}{ready}")).send().await
             && res.status().is_success()
         {
             break started.elapsed();
@@ -357,17 +410,23 @@ async fn main() -> std::process::ExitCode {
         );
     }
 
-    println!(
-        "server {} on {} ({}), settings {:?}",
-        args.server,
-        base,
-        if args.database == "sqlite" {
-            "sqlite"
-        } else {
-            "postgres"
-        },
-        SERVER_SETTINGS
-    );
+    match &args.demo_rp {
+        None => println!(
+            "server {} on {} ({}), settings {:?}",
+            args.server,
+            base,
+            if args.database == "sqlite" {
+                "sqlite"
+            } else {
+                "postgres"
+            },
+            SERVER_SETTINGS
+        ),
+        Some(dir) => println!(
+            "demo-rp from {dir} on {base} ({} server.py, nonces in {})",
+            args.python, args.redis
+        ),
+    }
     println!(
         "sign-ins {} ({}), concurrency {}, members pages per sign-in {}; start-up to first answer {:.0} ms; RSS idle {:.1} MiB",
         args.signins,
@@ -382,30 +441,35 @@ async fn main() -> std::process::ExitCode {
         rss_idle
     );
 
-    // 1. Each simulated browser gets its CSRF cookie and token (untimed).
-    let mut visitors = Vec::new();
-    for _ in 0..args.concurrency {
-        let Ok(mut res) = client.get(format!("{base}/")).send().await else {
-            eprintln!("loadgen: front page failed");
-            return std::process::ExitCode::FAILURE;
-        };
-        let body = res.body().await.unwrap_or_default();
-        let body = String::from_utf8_lossy(&body);
-        let marker = r#"name="csrf_token" value=""#;
-        let token = body
-            .find(marker)
-            .map(|i| {
-                body[i + marker.len()..]
-                    .split('"')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .unwrap_or_default();
-        visitors.push(Visitor {
-            csrf_cookie: cookie_value(res.headers(), "clubhouse_csrf").unwrap_or_default(),
-            csrf_token: token,
-        });
+    // 1. Each simulated browser gets its CSRF cookie and token (untimed), or with
+    // --front-page each sign-in its own (timed).
+    let front_pages = if args.front_page {
+        args.signins
+    } else {
+        args.concurrency
+    };
+    let (front, visitors) = timed(
+        &pid,
+        (0..front_pages).map(|i| (i, Visitor::default())).collect(),
+        args.concurrency,
+        |(i, _)| front_page(&client, &base, i),
+    )
+    .await;
+    let mut visitors: Vec<Visitor> = {
+        let mut v = visitors;
+        v.sort_by_key(|(i, _)| *i);
+        v.into_iter().map(|(_, v)| v).collect()
+    };
+    if visitors.len() != front_pages {
+        front.print("front");
+        eprintln!("loadgen: front page failed");
+        return std::process::ExitCode::FAILURE;
+    }
+    if args.demo_rp.is_some() {
+        // demo-rp has no CSRF token; its form posts the address alone.
+        for v in &mut visitors {
+            v.csrf_token.clear();
+        }
     }
 
     // 2. login
@@ -431,18 +495,21 @@ async fn main() -> std::process::ExitCode {
         let v = visitors[i % visitors.len()].clone();
         async move {
             let t = Instant::now();
+            let mut form = vec![("email", s.email.as_str())];
+            if !v.csrf_token.is_empty() {
+                form.push(("csrf_token", v.csrf_token.as_str()));
+            }
             let res = client
                 .post(format!("{base}/login"))
                 .insert_header(("origin", base.as_str()))
                 .insert_header(("cookie", format!("clubhouse_csrf={}", v.csrf_cookie)))
-                .send_form(&[
-                    ("email", s.email.as_str()),
-                    ("csrf_token", v.csrf_token.as_str()),
-                ])
+                .send_form(&form)
                 .await;
             let r = match res {
                 Err(e) => Err(format!("send: {e}")),
-                Ok(res) if res.status() != 303 => Err(format!("status {}", res.status().as_u16())),
+                Ok(res) if !matches!(res.status().as_u16(), 302 | 303) => {
+                    Err(format!("status {}", res.status().as_u16()))
+                }
                 Ok(res) => {
                     let location = res
                         .headers()
@@ -500,6 +567,11 @@ async fn main() -> std::process::ExitCode {
     });
 
     // 4. verify
+    let (session_cookie, members_path) = match args.demo_rp {
+        None => ("clubhouse_session", "/members"),
+        // demo-rp's session is a signed cookie holding the address; its signed-in page is /.
+        Some(_) => ("email", "/"),
+    };
     let (verify, verified) = timed(&pid, minted, args.concurrency, |(i, mut s)| {
         let client = &client;
         let base = &base;
@@ -513,12 +585,16 @@ async fn main() -> std::process::ExitCode {
                 .await;
             let r = match res {
                 Err(e) => Err(format!("send: {e}")),
-                Ok(res) if res.status() != 303 => Err(format!("status {}", res.status().as_u16())),
-                Ok(res) => {
-                    s.session =
-                        cookie_value(res.headers(), "clubhouse_session").unwrap_or_default();
-                    Ok(t.elapsed())
+                Ok(res) if !matches!(res.status().as_u16(), 302 | 303) => {
+                    Err(format!("status {}", res.status().as_u16()))
                 }
+                Ok(res) => match cookie_value(res.headers(), session_cookie) {
+                    Some(session) => {
+                        s.session = session;
+                        Ok(t.elapsed())
+                    }
+                    None => Err("no session cookie".to_owned()),
+                },
             };
             ((i, s), r)
         }
@@ -535,8 +611,8 @@ async fn main() -> std::process::ExitCode {
         async move {
             let t = Instant::now();
             let res = client
-                .get(format!("{base}/members"))
-                .insert_header(("cookie", format!("clubhouse_session={}", s.session)))
+                .get(format!("{base}{members_path}"))
+                .insert_header(("cookie", format!("{session_cookie}={}", s.session)))
                 .send()
                 .await;
             let r = match res {
@@ -553,6 +629,9 @@ async fn main() -> std::process::ExitCode {
     .await;
 
     let rss_load = rss_mib(server.id());
+    if args.front_page {
+        front.print("front");
+    }
     login.print("login");
     verify.print("verify");
     members.print("members");
@@ -562,12 +641,18 @@ async fn main() -> std::process::ExitCode {
         (login.server_cpu + verify.server_cpu) / complete * 1000.0,
         rss_load
     );
+    if args.front_page {
+        println!(
+            "server CPU per whole sign-in (front page + login + verify): {:.3} ms",
+            (front.server_cpu + login.server_cpu + verify.server_cpu) / complete * 1000.0
+        );
+    }
 
     let _ = server.kill();
     let _ = server.wait();
     cleanup.await;
 
-    let errors: usize = [&login, &verify, &members]
+    let errors: usize = [&front, &login, &verify, &members]
         .iter()
         .map(|p| p.errors.values().sum::<usize>())
         .sum();
@@ -585,6 +670,45 @@ async fn main() -> std::process::ExitCode {
         );
     }
     std::process::ExitCode::SUCCESS
+}
+
+/// One front page, as a browser without cookies gets it: its CSRF cookie and form token
+/// (empty where the page has none).
+async fn front_page(
+    client: &awc::Client,
+    base: &str,
+    i: usize,
+) -> ((usize, Visitor), Result<Duration, String>) {
+    let t = Instant::now();
+    let mut res = match client.get(format!("{base}/")).send().await {
+        Ok(res) => res,
+        Err(e) => return ((i, Visitor::default()), Err(format!("send: {e}"))),
+    };
+    if res.status() != 200 {
+        return (
+            (i, Visitor::default()),
+            Err(format!("status {}", res.status().as_u16())),
+        );
+    }
+    let body = res.body().await.unwrap_or_default();
+    let took = t.elapsed();
+    let body = String::from_utf8_lossy(&body);
+    let marker = r#"name="csrf_token" value=""#;
+    let token = body
+        .find(marker)
+        .map(|i| {
+            body[i + marker.len()..]
+                .split('"')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let visitor = Visitor {
+        csrf_cookie: cookie_value(res.headers(), "clubhouse_csrf").unwrap_or_default(),
+        csrf_token: token,
+    };
+    ((i, visitor), Ok(took))
 }
 
 /// Adds `members` active members and `expired` expired login attempts, each in one statement.

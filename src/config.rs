@@ -77,6 +77,9 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish.
     pub shutdown_timeout: Duration,
+    /// How many HTTP workers (threads, each with a runtime of its own) serve requests; one per
+    /// core by default.
+    pub http_workers: usize,
     /// Where mail goes out, in lettre's URL form (`smtps://user:pass@host:465`,
     /// `smtp://host:587?tls=required`, `smtp://127.0.0.1:25`). `None`: the site sends no mail.
     /// May hold a password: never logged.
@@ -276,6 +279,18 @@ impl Config {
             .filter(|t| !t.trim().is_empty())
             .map(SecretString::from);
         let shutdown_timeout = parse_duration_var(&var, "SHUTDOWN_TIMEOUT", "20s")?;
+        let http_workers = match var("HTTP_WORKERS") {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(raw) => match raw.trim().parse::<usize>() {
+                Ok(n @ 1..=256) => n,
+                _ => {
+                    return Err(invalid(
+                        "HTTP_WORKERS",
+                        format!("{raw:?}: expected a number of workers from 1 to 256"),
+                    ));
+                }
+            },
+        };
         let site_name = var("SITE_NAME").unwrap_or_else(|| "Clubhouse".into());
         let smtp_url = var("SMTP_URL")
             .map(|raw| check_smtp_url(&raw).map(|()| SecretString::from(raw)))
@@ -338,6 +353,7 @@ impl Config {
             log_format,
             metrics_token,
             shutdown_timeout,
+            http_workers,
             smtp_url,
             mail_from,
             mail_digest_interval,

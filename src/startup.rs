@@ -78,7 +78,11 @@ impl Application {
             config.broker_timeout,
             config.key_refetch_cooldown,
         ));
-        let rp = web::Data::new(RelyingParty::new(pool.clone(), broker, &config.public_url));
+        let rp = web::Data::new(RelyingParty::new(
+            pool.clone(),
+            broker.clone(),
+            &config.public_url,
+        ));
         let content = Arc::new(
             Content::load(&config.content_dir, config.content_allow_html)
                 .map_err(|e| anyhow::anyhow!("a page in CONTENT_DIR is broken: {e}"))?,
@@ -119,9 +123,10 @@ impl Application {
                  your address in ADMIN_EMAILS and sign in with it"
             );
         }
-        let pool_data = web::Data::new(pool.clone());
         let config_data = web::Data::new(config.clone());
-        let signin = web::Data::new(SignIn {
+        // What every worker shares; each builds its own database handle and what holds it
+        // (see `Db::for_worker`).
+        let shared = Arc::new(SignIn {
             rp: rp.clone().into_inner(),
             db: pool.clone(),
             config: config_data.clone().into_inner(),
@@ -131,6 +136,9 @@ impl Application {
             directory: directory.clone().into_inner(),
             metrics: metrics.clone().into_inner(),
         });
+        let workers = config.http_workers;
+        let per_worker = (db::POSTGRES_CONNECTIONS / workers as u32).max(2);
+        let public_url = config.public_url.clone();
         let secure = config.is_https();
         let cookie_names = crate::web::security::CookieNames::for_site(&config);
         let session_cookie_key = web::Data::new(sessions::SessionCookieKey(cookie_key.clone()));
@@ -140,6 +148,22 @@ impl Application {
         let broker_timeout = config.broker_timeout;
 
         let server = HttpServer::new(move || {
+            let db = shared.db.for_worker(per_worker).unwrap_or_else(|e| {
+                // Cannot happen: the same URL opened the first pool.
+                tracing::error!(error = %e, "a worker's database pool; it shares the first one");
+                shared.db.clone()
+            });
+            let rp = web::Data::new(RelyingParty::new(db.clone(), broker.clone(), &public_url));
+            let signin = web::Data::new(SignIn {
+                rp: rp.clone().into_inner(),
+                db: db.clone(),
+                config: shared.config.clone(),
+                mailer: shared.mailer.clone(),
+                hasher: shared.hasher.clone(),
+                gate: shared.gate.clone(),
+                directory: shared.directory.clone(),
+                metrics: shared.metrics.clone(),
+            });
             // awc clients are per worker (not Send); the key cache they fill is shared.
             let client = awc::Client::builder()
                 .timeout(broker_timeout)
@@ -147,7 +171,7 @@ impl Application {
                 .connector(awc::Connector::new().timeout(broker_timeout))
                 .finish();
             let session = SessionMiddleware::builder(
-                DbSessionStore::new(pool_data.get_ref().clone(), idle, max_age),
+                DbSessionStore::new(db.clone(), idle, max_age),
                 cookie_key.clone(),
             )
             .cookie_name(cookie_names.session.to_owned())
@@ -167,10 +191,10 @@ impl Application {
                 // Outermost: it must change the request's cookies before anything reads them.
                 .wrap(from_fn(sessions::carry_over_plain_cookie))
                 .app_data(web::Data::new(client))
-                .app_data(rp.clone())
-                .app_data(signin.clone())
+                .app_data(rp)
+                .app_data(signin)
                 .app_data(site.clone())
-                .app_data(pool_data.clone())
+                .app_data(web::Data::new(db))
                 .app_data(config_data.clone())
                 .app_data(csrf_key.clone())
                 .app_data(hasher.clone())
@@ -197,15 +221,11 @@ impl Application {
         .listen(listener)?
         // On SIGTERM or SIGINT: stop accepting, let requests in flight finish (at most this
         // long), then stop.
-        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
-        // On Postgres, one HTTP worker. Each actix-web worker is a runtime of its own, and a
-        // Postgres connection belongs to the runtime that opened it: with several workers, one
-        // that finished its requests and stopped during a graceful shutdown took the pooled
-        // connections it had opened with it, and a slow request still running on another
-        // worker failed on them (caught by the SIGTERM test). SQLite's connections live on
-        // sqlx's own threads, so SQLite keeps one worker per core. Measured in BENCHMARKS.md.
-        let postgres = pool.engine() == db::Engine::Postgres;
-        let server = if postgres { server.workers(1) } else { server }.run();
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
+        // Every worker on both engines: on Postgres each has its own connections, so one that
+        // stops first cannot take another's with it (see `Db::for_worker`).
+        .workers(workers)
+        .run();
 
         Ok(Application {
             port,

@@ -16,7 +16,7 @@ const MEMBER_CHANGE_LOCK: i64 = 0x636c_7562_686f_7573; // "clubhous"
 /// moment, under READ COMMITTED) left them a moment before. Sign-ins never take it: they can
 /// make admins but not unmake them.
 pub struct MemberChange {
-    tx: sqlx::Transaction<'static, Any>,
+    tx: super::WriteTx,
 }
 
 impl MemberChange {
@@ -48,7 +48,7 @@ impl MemberChange {
     }
 
     /// The transaction itself (the mailer queues through it).
-    pub fn tx(&mut self) -> &mut sqlx::Transaction<'static, Any> {
+    pub fn tx(&mut self) -> &mut super::WriteTx {
         &mut self.tx
     }
 }
@@ -237,6 +237,144 @@ pub async fn record_sign_in_by_email<'c>(
     .bind(i32::from(make_admin))
     .fetch_optional(db)
     .await
+}
+
+/// A sign-in by address, as [`sign_in`] writes it.
+#[derive(Debug)]
+pub struct SignInWrite<'a> {
+    /// The normalized address the broker vouched for.
+    pub email: &'a str,
+    /// Now (unix seconds).
+    pub now: i64,
+    /// Whether the address is one of the configured admins' (an active member is promoted).
+    pub make_admin: bool,
+    /// The row to add when no member has the address; `None` adds nobody (invite-only).
+    pub fresh: Option<&'a Member>,
+    /// The id of the entry that records the sign-in or its refusal.
+    pub entry_id: &'a str,
+    /// The id of the entry that records a request to join (a fresh member who is pending).
+    pub request_entry_id: &'a str,
+    /// The keyed hash of the address, for refusals and requests.
+    pub email_hash: &'a str,
+    /// For a request to join: the admins' digest to queue (window, due, give up at).
+    pub digest: Option<(i64, i64, i64)>,
+}
+
+// The parts of the sign-in statement, shared by its SQLite and Postgres forms. The arguments:
+// $1 email, $2 now, $3 make_admin, $4 to $8 the fresh row's id, display name, role, status and
+// last sign-in, $9 whether to add it, $10 the entry's id, $11 the address hash, $12 the
+// request's entry id, $13 to $16 the digest's window, due time, give-up time and whether to
+// queue it. Macros so that `concat!` keeps every query a static string.
+macro_rules! sign_in_update {
+    () => {
+        "UPDATE members SET \
+         last_login_at = CASE WHEN status IN ('active', 'invited') THEN $2 ELSE last_login_at END, \
+         role = CASE WHEN $3 = 1 AND status IN ('active', 'invited') THEN 'admin' ELSE role END, \
+         status = CASE WHEN status = 'invited' THEN 'active' ELSE status END \
+         WHERE email = $1"
+    };
+}
+macro_rules! sign_in_insert {
+    () => {
+        "INSERT INTO members (id, email, display_name, role, status, created_at, last_login_at) \
+         SELECT $4, $1, $5, $6, $7, $2, $8 WHERE $9 = 1 AND NOT EXISTS "
+    };
+}
+// The member's entry: a sign-in for an active member, a refusal naming the status otherwise.
+macro_rules! sign_in_entry {
+    ($m:literal) => {
+        concat!(
+            "INSERT INTO audit_log (id, at, action, actor_id, subject_id, email_hash, detail, \
+             occurrences) SELECT $10, $2, \
+             CASE WHEN m.status = 'active' THEN 'sign_in' ELSE 'sign_in_refused' END, \
+             CASE WHEN m.status = 'active' THEN m.id END, m.id, \
+             CASE WHEN m.status = 'active' THEN NULL ELSE $11 END, \
+             CASE WHEN m.status = 'active' THEN '' ELSE m.status END, 1 FROM ",
+            $m,
+            " AS m"
+        )
+    };
+}
+// A fresh pending member's request to join.
+macro_rules! request_entry {
+    ($m:literal) => {
+        concat!(
+            "INSERT INTO audit_log (id, at, action, actor_id, subject_id, email_hash, detail, \
+             occurrences) SELECT $12, $2, 'member_requested', NULL, m.id, $11, '', 1 FROM ",
+            $m,
+            " AS m WHERE m.id = $4 AND m.status = 'pending'"
+        )
+    };
+}
+
+/// Records a sign-in by address in one round trip, all of it or none: the member signing in
+/// again (as [`record_sign_in_by_email`]), or `fresh` added when nobody has the address; the
+/// audit entry (the sign-in, or its refusal for a pending or suspended member); and for a
+/// fresh pending member the entry of the request to join and the admins' digest. Returns the
+/// member as they are afterwards, `None` when nobody has the address and nobody was added
+/// (invite-only, or another first sign-in of the address won a race on Postgres: try again).
+pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<Member>, sqlx::Error> {
+    let sql = match db.engine() {
+        // Several statements between BEGIN and COMMIT, sent as one (see `atomic_batch`).
+        super::Engine::Sqlite => concat!(
+            "BEGIN IMMEDIATE; ",
+            sign_in_update!(),
+            "; ",
+            sign_in_insert!(),
+            "(SELECT 1 FROM members WHERE email = $1); ",
+            request_entry!("members"),
+            " AND m.email = $1; ",
+            sign_in_entry!("members"),
+            " WHERE m.email = $1; ",
+            super::outbox::digest_rows!("$13", "$2", "$14", "$15"),
+            " AND $16 = 1 AND EXISTS (SELECT 1 FROM members AS m \
+             WHERE m.id = $4 AND m.status = 'pending') ON CONFLICT (id) DO NOTHING; \
+             SELECT ",
+            columns!(),
+            " FROM members WHERE email = $1; COMMIT;"
+        ),
+        // One statement, its writes in WITH clauses; `m` is the member afterwards.
+        super::Engine::Postgres => concat!(
+            "WITH u AS (",
+            sign_in_update!(),
+            " RETURNING ",
+            columns!(),
+            "), i AS (",
+            sign_in_insert!(),
+            "(SELECT 1 FROM u) ON CONFLICT (email) DO NOTHING RETURNING ",
+            columns!(),
+            "), m AS (SELECT * FROM u UNION ALL SELECT * FROM i), r AS (",
+            request_entry!("m"),
+            "), e AS (",
+            sign_in_entry!("m"),
+            "), d AS (",
+            super::outbox::digest_rows!("$13", "$2", "$14", "$15"),
+            " AND $16 = 1 AND EXISTS (SELECT 1 FROM m WHERE m.id = $4 AND m.status = 'pending') \
+             ON CONFLICT (id) DO NOTHING) SELECT ",
+            columns!(),
+            " FROM m"
+        ),
+    };
+    let (window, due, give_up) = w.digest.unwrap_or_default();
+    let query = sqlx::query(sql)
+        .bind(w.email)
+        .bind(w.now)
+        .bind(i32::from(w.make_admin))
+        .bind(w.fresh.map_or("", |f| f.id.as_str()))
+        .bind(w.fresh.map_or("", |f| f.display_name.as_str()))
+        .bind(w.fresh.map_or("", |f| f.role.as_str()))
+        .bind(w.fresh.map_or("", |f| f.status.as_str()))
+        .bind(w.fresh.and_then(|f| f.last_login_at))
+        .bind(i32::from(w.fresh.is_some()))
+        .bind(w.entry_id)
+        .bind(w.email_hash)
+        .bind(w.request_entry_id)
+        .bind(window.to_string())
+        .bind(due)
+        .bind(give_up)
+        .bind(i32::from(w.digest.is_some()));
+    let rows = super::atomic_batch(db, query).await?;
+    rows.iter().map(Member::from_row).next().transpose()
 }
 
 /// What the admin list shows: a search text, filters and a page.

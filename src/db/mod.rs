@@ -14,6 +14,9 @@ pub mod rate_limits;
 pub mod sessions;
 pub mod settings;
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_core::future::BoxFuture;
@@ -21,18 +24,24 @@ use futures_core::stream::BoxStream;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool, Executor};
 
 /// The database: its connection pool and which engine it runs on. Cheap to clone (the pool is
 /// shared). The SQL functions of the submodules take it, or a transaction begun on it.
+///
+/// It counts its round trips (see [`Db::round_trips`]): every statement run on it, and the
+/// `BEGIN` and `COMMIT` of every [`WriteTx`].
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    url: Arc<SecretString>,
+    round_trips: Arc<AtomicU64>,
 }
 
 impl Db {
-    /// The connection pool, to run a statement on or to begin a transaction with.
+    /// The connection pool, to run a statement on or to begin a transaction with. A statement
+    /// run on the pool itself is not counted in [`Db::round_trips`]; run it on the `Db`.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -40,6 +49,39 @@ impl Db {
     /// Which engine the database runs on.
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// How many round trips to the database this `Db` and every `Db` made from it
+    /// ([`Db::for_worker`]) have made since start: statements (a batch of several in one
+    /// [`atomic_batch`] is one), and each transaction's `BEGIN` and `COMMIT`. Statements inside
+    /// a transaction are not counted one by one; a request that needs a transaction pays two
+    /// round trips for it before its first statement. The round-trip budget test reads it.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    fn count_round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The database for one HTTP worker. Each actix-web worker is a runtime of its own, and a
+    /// Postgres connection belongs to the runtime that opened it: a worker that stops during a
+    /// graceful shutdown takes the connections it opened with it. So on Postgres each worker
+    /// gets a pool of its own (`max_connections` of them, opened when first needed) and never
+    /// uses another worker's connections. SQLite's connection lives on sqlx's own thread, not
+    /// in a runtime: every worker shares the one connection. The round trips of every worker
+    /// count into the same total.
+    pub fn for_worker(&self, max_connections: u32) -> Result<Db, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => Ok(self.clone()),
+            Engine::Postgres => Ok(Db {
+                pool: pool_options(self.engine, max_connections)
+                    .connect_lazy(self.url.expose_secret())?,
+                engine: self.engine,
+                url: self.url.clone(),
+                round_trips: self.round_trips.clone(),
+            }),
+        }
     }
 
     /// Closes every connection; waits for those in use to be given back.
@@ -64,6 +106,7 @@ impl<'d> sqlx::Executor<'d> for &'d Db {
         'd: 'e,
         E: 'q + sqlx::Execute<'q, sqlx::Any>,
     {
+        self.count_round_trip();
         self.pool.fetch_many(query)
     }
 
@@ -75,6 +118,7 @@ impl<'d> sqlx::Executor<'d> for &'d Db {
         'd: 'e,
         E: 'q + sqlx::Execute<'q, sqlx::Any>,
     {
+        self.count_round_trip();
         self.pool.fetch_optional(query)
     }
 
@@ -86,6 +130,7 @@ impl<'d> sqlx::Executor<'d> for &'d Db {
     where
         'd: 'e,
     {
+        self.count_round_trip();
         self.pool.prepare_with(sql, parameters)
     }
 
@@ -96,6 +141,7 @@ impl<'d> sqlx::Executor<'d> for &'d Db {
     where
         'd: 'e,
     {
+        self.count_round_trip();
         self.pool.describe(sql)
     }
 }
@@ -120,19 +166,15 @@ impl Engine {
     }
 }
 
-/// Opens a pool on `url`. SQLite connections get WAL, a busy timeout and foreign keys.
-pub async fn connect(url: &SecretString) -> Result<Db, sqlx::Error> {
-    install_default_drivers();
-    let url = url.expose_secret();
-    let engine = Engine::of_url(url);
+/// The pool's settings for `engine`. On Postgres a connection is pinged before it is handed
+/// out, so that one the server closed (a restart, a cut) is replaced before a request meets
+/// it (`operations::cut_database_connections_are_replaced_without_an_error`); that ping is
+/// not counted in [`Db::round_trips`]. A local SQLite file cannot drop the connection the way
+/// a server can, so the ping (a round trip to sqlx's worker thread) buys nothing there.
+fn pool_options(engine: Engine, max_connections: u32) -> AnyPoolOptions {
     let sqlite = engine == Engine::Sqlite;
-    let options = AnyPoolOptions::new()
-        // SQLite: one connection. It has one writer anyway, and every extra connection costs
-        // lock hand-offs and re-reads of the pages another connection changed (measured in
-        // BENCHMARKS.md: about a third less CPU per sign-in than with four).
-        .max_connections(if sqlite { 1 } else { 10 })
-        // A local file cannot drop the connection the way a server can, so the ping before
-        // every use (a round trip to sqlx's worker thread) buys nothing there.
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
         .test_before_acquire(!sqlite)
         .acquire_timeout(Duration::from_secs(5))
         .after_connect(move |conn, _meta| {
@@ -146,10 +188,31 @@ pub async fn connect(url: &SecretString) -> Result<Db, sqlx::Error> {
                 }
                 Ok(())
             })
-        });
+        })
+}
+
+/// Connections on Postgres for the whole process: the HTTP workers share them out
+/// ([`Db::for_worker`]), the rest serve the background tasks and the command line.
+pub const POSTGRES_CONNECTIONS: u32 = 10;
+
+/// Opens a pool on `url`. SQLite connections get WAL, a busy timeout and foreign keys.
+pub async fn connect(url: &SecretString) -> Result<Db, sqlx::Error> {
+    install_default_drivers();
+    let engine = Engine::of_url(url.expose_secret());
+    // SQLite: one connection. It has one writer anyway, and every extra connection costs
+    // lock hand-offs and re-reads of the pages another connection changed (measured in
+    // BENCHMARKS.md: about a third less CPU per sign-in than with four).
+    let max = match engine {
+        Engine::Sqlite => 1,
+        Engine::Postgres => POSTGRES_CONNECTIONS,
+    };
     Ok(Db {
-        pool: options.connect(url).await?,
+        pool: pool_options(engine, max)
+            .connect(url.expose_secret())
+            .await?,
         engine,
+        url: Arc::new(url.clone()),
+        round_trips: Arc::new(AtomicU64::new(0)),
     })
 }
 
@@ -190,10 +253,7 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 /// Writes a consistent copy of a SQLite database to a new file at `path` (`VACUUM INTO`): it
 /// reads in one transaction, so the site may go on writing meanwhile.
 pub async fn backup_sqlite(db: &Db, path: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("VACUUM INTO $1")
-        .bind(path)
-        .execute(db.pool())
-        .await?;
+    sqlx::query("VACUUM INTO $1").bind(path).execute(db).await?;
     Ok(())
 }
 
@@ -218,11 +278,8 @@ pub async fn check_sqlite_copy(path: &str) -> Result<i64, sqlx::Error> {
 
 /// Whether the database answers, within two seconds.
 pub async fn ping(db: &Db) -> Result<(), sqlx::Error> {
-    let answer = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(db.pool()),
-    )
-    .await;
+    let answer =
+        tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(db)).await;
     match answer {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e),
@@ -239,9 +296,82 @@ pub fn now() -> i64 {
 /// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later would otherwise fail
 /// with "database is locked" whenever another writer committed in between, and the busy
 /// timeout cannot help with that upgrade. Postgres needs nothing special.
-pub async fn begin_write(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-    match db.engine {
-        Engine::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await,
-        Engine::Postgres => db.pool.begin().await,
+pub async fn begin_write(db: &Db) -> Result<WriteTx, sqlx::Error> {
+    db.count_round_trip();
+    let tx = match db.engine {
+        Engine::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => db.pool.begin().await?,
+    };
+    Ok(WriteTx { tx, db: db.clone() })
+}
+
+/// A write transaction ([`begin_write`]): its statements run on `&mut *tx`, and it ends with
+/// [`WriteTx::commit`] or, dropped or [`WriteTx::rollback`]ed, rolls back.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    db: Db,
+}
+
+impl WriteTx {
+    /// Commits.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.db.count_round_trip();
+        self.tx.commit().await
     }
+
+    /// Rolls back.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.db.count_round_trip();
+        self.tx.rollback().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
+/// Runs several statements that must all happen or none, in one round trip, and returns the
+/// rows they give. On SQLite `sql` holds them between `BEGIN IMMEDIATE;` and `COMMIT;` (sqlx
+/// runs a text of several statements in one call to its SQLite thread, binding `$n` to the
+/// same arguments in each). On Postgres, which takes one statement per call, `sql` is one
+/// statement whose parts are data-modifying `WITH` clauses: one statement is one transaction.
+///
+/// Should a SQLite batch stop half-way (a statement fails, or the request is dropped while
+/// it runs), its transaction would stay open on the connection and swallow the writes of
+/// whoever used the connection next. So the connection is closed instead of being given
+/// back, which rolls the transaction back, and the pool opens a new one.
+pub async fn atomic_batch<'q>(
+    db: &Db,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+) -> Result<Vec<AnyRow>, sqlx::Error> {
+    struct CloseUnlessFinished {
+        conn: sqlx::pool::PoolConnection<sqlx::Any>,
+        finished: bool,
+    }
+    impl Drop for CloseUnlessFinished {
+        fn drop(&mut self) {
+            if !self.finished {
+                self.conn.close_on_drop();
+            }
+        }
+    }
+    let conn = db.pool.acquire().await?;
+    db.count_round_trip();
+    let mut guard = CloseUnlessFinished {
+        conn,
+        // A Postgres statement cannot leave a transaction open.
+        finished: db.engine != Engine::Sqlite,
+    };
+    let rows = query.fetch_all(&mut *guard.conn).await?;
+    guard.finished = true;
+    Ok(rows)
 }

@@ -64,6 +64,28 @@ pub async fn insert<'c>(
     Ok(())
 }
 
+// The admins' digest for the window `$window` (a text), queued at `$now`, due at `$due`, given
+// up at `$give_up`: one row per active admin. Without its `ON CONFLICT`, so that a caller
+// may add a condition first. A macro so that `concat!` keeps every query a static string.
+macro_rules! digest_rows {
+    ($window:literal, $now:literal, $due:literal, $give_up:literal) => {
+        concat!(
+            "INSERT INTO outbox (id, kind, recipient, subject, body_text, body_html, status, \
+             attempts, created_at, next_attempt_at, give_up_at) \
+             SELECT 'digest-' || ",
+            $window,
+            " || '-' || id, 'pending_digest', email, '', '', '', 'queued', 0, ",
+            $now,
+            ", ",
+            $due,
+            ", ",
+            $give_up,
+            " FROM members WHERE role = 'admin' AND status = 'active'"
+        )
+    };
+}
+pub(crate) use digest_rows;
+
 /// Queues one digest per active admin for the window `window`, due at `due`, unless that
 /// admin's digest for the window is queued already (its id names the admin and the window).
 /// One statement, whatever the number of admins. Returns how many were queued.
@@ -74,13 +96,10 @@ pub async fn queue_digests<'c>(
     due: i64,
     give_up_at: i64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO outbox (id, kind, recipient, subject, body_text, body_html, status, \
-         attempts, created_at, next_attempt_at, give_up_at) \
-         SELECT 'digest-' || $1 || '-' || id, 'pending_digest', email, '', '', '', 'queued', 0, \
-         $2, $3, $4 FROM members WHERE role = 'admin' AND status = 'active' \
-         ON CONFLICT (id) DO NOTHING",
-    )
+    let done = sqlx::query(concat!(
+        digest_rows!("$1", "$2", "$3", "$4"),
+        " ON CONFLICT (id) DO NOTHING"
+    ))
     .bind(window.to_string())
     .bind(now)
     .bind(due)

@@ -8,7 +8,6 @@ use crate::db::{self, Db, members::Member, members::MemberChange};
 use crate::domain::audit::{Action, AddressHasher, Event};
 use crate::domain::mail::{Mailer, kind as mail_kind};
 use crate::email::EmailAddress;
-use sqlx::AnyConnection;
 
 /// The outcome of a verified sign-in.
 #[derive(Debug)]
@@ -50,12 +49,12 @@ pub async fn waiting_for_approval(db: &Db) -> Result<i64, sqlx::Error> {
     db::members::count_pending(db).await
 }
 
-/// Decides on `email`, which the broker has just verified, and records the decision through
-/// `conn`: the caller's write transaction, which it commits whatever the outcome (a refusal
-/// is recorded too). Nobody learns whether an address is a member before the broker has
-/// verified it.
+/// Decides on `email`, which the broker has just verified, and records the decision with it
+/// (a refusal is recorded too), in one round trip on the common paths: a member signing in
+/// again, a first sign-in, a request to join with its digest. Nobody learns whether an
+/// address is a member before the broker has verified it.
 pub async fn admit(
-    conn: &mut AnyConnection,
+    db: &Db,
     config: &Config,
     mailer: &Mailer,
     hasher: &AddressHasher,
@@ -63,68 +62,55 @@ pub async fn admit(
 ) -> Result<Admission, sqlx::Error> {
     let now = db::now();
     let is_admin = config.admin_emails.contains(email);
-    // The common case, a member signing in again, is this one statement.
-    let mut member =
-        db::members::record_sign_in_by_email(&mut *conn, email.as_str(), now, is_admin).await?;
-    if member.is_none() {
-        let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
-        let status = match config.signup_mode {
-            _ if is_admin || allowed_domain => Status::Active,
-            SignupMode::Open => Status::Active,
-            SignupMode::Approval => Status::Pending,
-            SignupMode::Invite => {
-                Event::new(Action::SignInRefused)
-                    .address(hasher.hash(email.as_str()))
-                    .detail("not_invited")
-                    .record(&mut *conn)
-                    .await?;
-                return Ok(Admission::NotInvited);
-            }
-        };
+    let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
+    // Who is added when nobody has the address yet.
+    let fresh_status = match config.signup_mode {
+        _ if is_admin || allowed_domain => Some(Status::Active),
+        SignupMode::Open => Some(Status::Active),
+        SignupMode::Approval => Some(Status::Pending),
+        SignupMode::Invite => None,
+    };
+    let fresh = fresh_status.map(|status| {
         let role = if is_admin { Role::Admin } else { Role::Member };
         let mut fresh = new_member(email, role, status, now);
         if status == Status::Active {
             fresh.last_login_at = Some(now);
         }
-        if db::members::insert_if_absent(&mut *conn, &fresh).await? {
-            if status == Status::Pending {
-                Event::new(Action::MemberRequested)
-                    .on(&fresh.id)
-                    .address(hasher.hash(email.as_str()))
-                    .record(&mut *conn)
-                    .await?;
-                // The admins hear of it in their next digest.
-                mailer.queue_digests(&mut *conn).await?;
-            }
-            member = Some(fresh);
-        } else {
-            // Another first sign-in of this address got there first: use its row.
-            member =
-                db::members::record_sign_in_by_email(&mut *conn, email.as_str(), now, is_admin)
-                    .await?;
-        }
-    }
-    let member = member.ok_or(sqlx::Error::RowNotFound)?;
-    let refused = match member.status.as_str() {
-        "pending" => Some((Admission::Pending, "pending")),
-        "suspended" => Some((Admission::Suspended, "suspended")),
-        _ => None,
+        fresh
+    });
+    let hash = hasher.hash(email.as_str());
+    // Time-ordered ids (uuid v7): a request to join comes before its refusal.
+    let request_entry_id = uuid::Uuid::now_v7().to_string();
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    let write = db::members::SignInWrite {
+        email: email.as_str(),
+        now,
+        make_admin: is_admin,
+        fresh: fresh.as_ref(),
+        entry_id: &entry_id,
+        request_entry_id: &request_entry_id,
+        email_hash: hash.as_str(),
+        digest: mailer.digest_window(now),
     };
-    if let Some((admission, reason)) = refused {
-        Event::new(Action::SignInRefused)
-            .on(&member.id)
-            .address(hasher.hash(email.as_str()))
-            .detail(reason)
-            .record(&mut *conn)
-            .await?;
-        return Ok(admission);
+    let mut member = db::members::sign_in(db, &write).await?;
+    if member.is_none() && fresh.is_some() {
+        // Another first sign-in of this address added it a moment ago: sign in to its row.
+        member = db::members::sign_in(db, &write).await?;
     }
-    Event::new(Action::SignIn)
-        .by(&member.id)
-        .on(&member.id)
-        .record(&mut *conn)
-        .await?;
-    Ok(Admission::Admitted(member))
+    let Some(member) = member else {
+        Event::new(Action::SignInRefused)
+            .address(hash)
+            .detail("not_invited")
+            .record(db)
+            .await?;
+        return Ok(Admission::NotInvited);
+    };
+    Ok(match member.status {
+        Status::Active => Admission::Admitted(member),
+        Status::Suspended => Admission::Suspended,
+        // `invited` became `active` in the same statement.
+        Status::Pending | Status::Invited => Admission::Pending,
+    })
 }
 
 /// The local part of the address, until the member chooses a name (without any character a

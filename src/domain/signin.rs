@@ -8,7 +8,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::config::Config;
-use crate::db::{self, Db};
+use crate::db::Db;
 use crate::domain::audit::AddressHasher;
 use crate::domain::directory::Directory;
 use crate::domain::mail::Mailer;
@@ -213,7 +213,7 @@ impl SignIn {
     }
 
     /// Checks the broker's token, consumes its nonce and admits the member (or changes their
-    /// address), in one write transaction; counts and audits a refused token.
+    /// address); counts and audits a refused token.
     pub async fn finish(
         &self,
         client: &awc::Client,
@@ -245,13 +245,16 @@ impl SignIn {
         let vouched = EmailAddress::parse(&checked.email)
             .map(|e| e.to_string())
             .unwrap_or_else(|_| checked.email.clone());
-        // The nonce is consumed and the member admitted in one write transaction: one commit.
-        let mut tx = db::begin_write(&self.db).await?;
-        let verified = match self.rp.consume(&mut tx, checked, answer.binding_hash).await {
+        // The nonce is consumed (one statement: at most one request gets it), then the member
+        // admitted with the audit entry (one more). A failure between the two leaves a spent
+        // nonce and nobody signed in: the visitor starts again.
+        let verified = match self
+            .rp
+            .consume(&self.db, checked, answer.binding_hash)
+            .await
+        {
             Ok(v) => v,
             Err(VerifyError::Rejected(r)) => {
-                // Keeps a nonce that was used up (an expired one, say).
-                tx.commit().await?;
                 return Err(match self.refused(answer.network, r).await {
                     // Opened on another device: the page offers to start again from this one.
                     FinishRefused::Token(
@@ -268,14 +271,13 @@ impl SignIn {
         match &verified.purpose {
             Purpose::SignIn => {
                 let admission = members::admit(
-                    &mut tx,
+                    &self.db,
                     &self.config,
                     &self.mailer,
                     &self.hasher,
                     &verified.email,
                 )
                 .await?;
-                tx.commit().await?;
                 match admission {
                     Admission::Admitted(member) => {
                         // A first sign-in may have added a name, or activated an invited member.
@@ -291,8 +293,6 @@ impl SignIn {
                 }
             }
             Purpose::ChangeEmail { member_id } => {
-                // The nonce is spent whatever happens next.
-                tx.commit().await?;
                 // Only an active member's address changes (checked in the change itself).
                 match members::change_email(&self.db, &self.hasher, member_id, &verified.email)
                     .await

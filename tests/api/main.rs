@@ -23,5 +23,6 @@ mod pages;
 mod process;
 mod purge;
 mod real_broker;
+mod round_trips;
 mod smtp;
 mod webdriver;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use sqlx::AnyConnection;
 use url::Url;
 
 use crate::db::{self, Db, login_attempts::LoginAttempt};
@@ -182,8 +181,7 @@ impl RelyingParty {
         binding_hash: Option<&str>,
     ) -> Result<Verified, VerifyError> {
         let checked = self.check(client, id_token).await?;
-        let mut conn = self.pool.pool().acquire().await?;
-        self.consume(&mut conn, checked, binding_hash).await
+        self.consume(&self.pool, checked, binding_hash).await
     }
 
     /// The first half of [`RelyingParty::verify`]: everything about the token but its nonce.
@@ -196,20 +194,18 @@ impl RelyingParty {
         Ok(token::check(&self.broker, client, &self.client_id, id_token, db::now()).await?)
     }
 
-    /// The second half of [`RelyingParty::verify`]: consumes the nonce of a checked token
-    /// through `conn`, so that a caller can do it in the transaction that also admits the
-    /// member (one commit for both).
+    /// The second half of [`RelyingParty::verify`]: consumes the nonce of a checked token (one
+    /// statement when it is good).
     pub async fn consume(
         &self,
-        conn: &mut AnyConnection,
+        db: &Db,
         checked: CheckedToken,
         binding_hash: Option<&str>,
     ) -> Result<Verified, VerifyError> {
         let now = db::now();
-        let Some(attempt) =
-            db::login_attempts::take(&mut *conn, &checked.nonce, binding_hash).await?
+        let Some(attempt) = db::login_attempts::take(db, &checked.nonce, binding_hash).await?
         else {
-            let stored = db::login_attempts::exists(&mut *conn, &checked.nonce).await?;
+            let stored = db::login_attempts::exists(db, &checked.nonce).await?;
             return Err(match (stored, binding_hash) {
                 (false, _) => Rejection::UnknownNonce,
                 (true, None) => Rejection::BindingMissing,
