@@ -315,7 +315,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let started = Instant::now();
-    let command = match &args.demo_rp {
+    let mut command = match &args.demo_rp {
         None => {
             let mut c = Command::new(&args.server);
             c.env_clear()
@@ -342,7 +342,6 @@ async fn main() -> std::process::ExitCode {
             c
         }
     };
-    let mut command = command;
     let mut server: Child = match command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
         Ok(c) => c,
         Err(e) => {

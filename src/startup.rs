@@ -157,12 +157,7 @@ impl Application {
             let signin = web::Data::new(SignIn {
                 rp: rp.clone().into_inner(),
                 db: db.clone(),
-                config: shared.config.clone(),
-                mailer: shared.mailer.clone(),
-                hasher: shared.hasher.clone(),
-                gate: shared.gate.clone(),
-                directory: shared.directory.clone(),
-                metrics: shared.metrics.clone(),
+                ..SignIn::clone(&shared)
             });
             // awc clients are per worker (not Send); the key cache they fill is shared.
             let client = awc::Client::builder()

@@ -213,32 +213,6 @@ pub async fn insert_if_absent<'c>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records a sign-in of the member with this address, in one statement: for an `active` or
-/// `invited` member the time, `invited` becomes `active`, and `make_admin` promotes; a
-/// `pending` or `suspended` member is left as they are. Returns the row as it is afterwards
-/// (`None`: no such member).
-pub async fn record_sign_in_by_email<'c>(
-    db: impl Executor<'c, Database = Any>,
-    email: &str,
-    now: i64,
-    make_admin: bool,
-) -> Result<Option<Member>, sqlx::Error> {
-    // Every CASE sees the row as it was before the update.
-    sqlx::query_as(concat!(
-        "UPDATE members SET \
-         last_login_at = CASE WHEN status IN ('active', 'invited') THEN $2 ELSE last_login_at END, \
-         role = CASE WHEN $3 = 1 AND status IN ('active', 'invited') THEN 'admin' ELSE role END, \
-         status = CASE WHEN status = 'invited' THEN 'active' ELSE status END \
-         WHERE email = $1 RETURNING ",
-        columns!()
-    ))
-    .bind(email)
-    .bind(now)
-    .bind(i32::from(make_admin))
-    .fetch_optional(db)
-    .await
-}
-
 /// A sign-in by address, as [`sign_in`] writes it.
 #[derive(Debug)]
 pub struct SignInWrite<'a> {
@@ -308,8 +282,9 @@ macro_rules! request_entry {
 }
 
 /// Records a sign-in by address in one round trip, all of it or none: the member signing in
-/// again (as [`record_sign_in_by_email`]), or `fresh` added when nobody has the address; the
-/// audit entry (the sign-in, or its refusal for a pending or suspended member); and for a
+/// again (for an `active` or `invited` member the time, `invited` becomes `active`, and
+/// `make_admin` promotes; a `pending` or `suspended` member is left as they are), or `fresh`
+/// added when nobody has the address; the audit entry (the sign-in, or its refusal for a pending or suspended member); and for a
 /// fresh pending member the entry of the request to join and the admins' digest. Returns the
 /// member as they are afterwards, `None` when nobody has the address and nobody was added
 /// (invite-only, or another first sign-in of the address won a race on Postgres: try again).

@@ -65,8 +65,9 @@ pub async fn insert<'c>(
 }
 
 // The admins' digest for the window `$window` (a text), queued at `$now`, due at `$due`, given
-// up at `$give_up`: one row per active admin. Without its `ON CONFLICT`, so that a caller
-// may add a condition first. A macro so that `concat!` keeps every query a static string.
+// up at `$give_up`: one row per active admin, its id naming the admin and the window (so a
+// digest already queued for the window is kept by `ON CONFLICT (id) DO NOTHING`). Without its
+// `ON CONFLICT`, so that the sign-in statement (`members::sign_in`) adds its condition first. A macro so that `concat!` keeps every query a static string.
 macro_rules! digest_rows {
     ($window:literal, $now:literal, $due:literal, $give_up:literal) => {
         concat!(
@@ -85,29 +86,6 @@ macro_rules! digest_rows {
     };
 }
 pub(crate) use digest_rows;
-
-/// Queues one digest per active admin for the window `window`, due at `due`, unless that
-/// admin's digest for the window is queued already (its id names the admin and the window).
-/// One statement, whatever the number of admins. Returns how many were queued.
-pub async fn queue_digests<'c>(
-    db: impl Executor<'c, Database = Any>,
-    window: i64,
-    now: i64,
-    due: i64,
-    give_up_at: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(concat!(
-        digest_rows!("$1", "$2", "$3", "$4"),
-        " ON CONFLICT (id) DO NOTHING"
-    ))
-    .bind(window.to_string())
-    .bind(now)
-    .bind(due)
-    .bind(give_up_at)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
-}
 
 /// When the next queued mail is due (or its lease, held by a sender, ends), if any is queued.
 pub async fn next_due<'c>(

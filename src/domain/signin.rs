@@ -20,7 +20,9 @@ use crate::domain::portier::{
 use crate::domain::rate_limit::{self, RefusalGate};
 use crate::email::EmailAddress;
 
-/// Everything a sign-in needs, built once at start and shared by every worker.
+/// Everything a sign-in needs, built once at start; each worker has a copy on its own
+/// database handle (see `Db::for_worker`).
+#[derive(Clone)]
 pub struct SignIn {
     /// The relying party: the broker's keys, the login attempts.
     pub rp: Arc<RelyingParty>,

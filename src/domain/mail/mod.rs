@@ -269,15 +269,6 @@ impl Mailer {
         .await
     }
 
-    /// Someone asked to join: makes sure every active admin gets a digest at the end of this
-    /// window, one per admin and window however many requests come in it.
-    pub async fn queue_digests(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-        if let Some((window, due, give_up_at)) = self.digest_window(db::now()) {
-            outbox::queue_digests(conn, window, db::now(), due, give_up_at).await?;
-        }
-        Ok(())
-    }
-
     /// For a request to join made at `now`: the digest window it falls in, when that digest
     /// is due and when it is given up (`None`: mail is off, no digest).
     pub fn digest_window(&self, now: i64) -> Option<(i64, i64, i64)> {
