@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use clubhouse::config::Config;
 use clubhouse::db;
-use clubhouse::domain::portier::{Broker, Purpose, RelyingParty, VerifyError};
+use clubhouse::domain::portier::{AttemptFor, Broker, Purpose, RelyingParty, VerifyError};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -84,11 +84,13 @@ async fn run(config: &Config, url: &SecretString) -> anyhow::Result<()> {
                 match rp
                     .start(
                         &client,
-                        email,
-                        "/",
-                        rest.first().copied(),
-                        None,
-                        &Purpose::SignIn,
+                        &AttemptFor {
+                            login_hint: email,
+                            next_path: "/",
+                            state: rest.first().copied(),
+                            binding_hash: None,
+                            purpose: &Purpose::SignIn,
+                        },
                     )
                     .await
                 {

@@ -1,6 +1,6 @@
 //! The `members` table.
 
-use sqlx::{Any, AnyConnection, Executor, FromRow};
+use sqlx::{Any, AnyConnection, Executor, FromRow, Row};
 
 use super::Db;
 
@@ -213,8 +213,21 @@ pub async fn insert_if_absent<'c>(
     Ok(done.rows_affected() == 1)
 }
 
+/// The login attempt a sign-in consumes in the same round trip: the nonce of the broker's
+/// token, the binding cookie's hash the request carries, and the address the sign-in was
+/// started for (the token's `email_original`, or its `email`).
+#[derive(Debug, Clone, Copy)]
+pub struct Take<'a> {
+    /// The token's nonce.
+    pub nonce: &'a str,
+    /// The hash of the binding cookie presented, if any.
+    pub binding_hash: Option<&'a str>,
+    /// The address the broker says the sign-in was started for.
+    pub sent: &'a str,
+}
+
 /// A sign-in by address, as [`sign_in`] writes it.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct SignInWrite<'a> {
     /// The normalized address the broker vouched for.
     pub email: &'a str,
@@ -232,13 +245,26 @@ pub struct SignInWrite<'a> {
     pub email_hash: &'a str,
     /// For a request to join: the admins' digest to queue (window, due, give up at).
     pub digest: Option<(i64, i64, i64)>,
+    /// The login attempt to consume with it; nothing is written unless it is taken.
+    pub take: Option<Take<'a>>,
+}
+
+/// What [`sign_in`] recorded.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The member as they are afterwards; `None` when nobody has the address and nobody was
+    /// added (invite-only, or another first sign-in of the address won a race on Postgres).
+    pub member: Option<Member>,
+    /// The local path the consumed attempt asked for (`None` without one).
+    pub next_path: Option<String>,
 }
 
 // The parts of the sign-in statement, shared by its SQLite and Postgres forms. The arguments:
 // $1 email, $2 now, $3 make_admin, $4 to $8 the fresh row's id, display name, role, status and
 // last sign-in, $9 whether to add it, $10 the entry's id, $11 the address hash, $12 the
 // request's entry id, $13 to $16 the digest's window, due time, give-up time and whether to
-// queue it. Macros so that `concat!` keeps every query a static string.
+// queue it, $17 to $19 the attempt's nonce, binding hash and address, $20 whether to take it.
+// Macros so that `concat!` keeps every query a static string.
 macro_rules! sign_in_update {
     () => {
         "UPDATE members SET \
@@ -280,43 +306,77 @@ macro_rules! request_entry {
         )
     };
 }
+// The attempt `a` that the sign-in takes: its nonce, a binding it was started with presented,
+// not expired, started for this address, and to sign in (an address change goes another way).
+macro_rules! attempt_matches {
+    () => {
+        "a.nonce = $17 AND (a.binding_hash IS NULL OR a.binding_hash = $18) \
+         AND a.expires_at > $2 AND a.email = $19 AND a.purpose = 'sign_in'"
+    };
+}
+// The member's columns from `m`, by their names.
+macro_rules! m_columns {
+    () => {
+        "m.id AS id, m.email AS email, m.display_name AS display_name, m.role AS role, \
+         m.status AS status, m.created_at AS created_at, m.last_login_at AS last_login_at"
+    };
+}
 
 /// Records a sign-in by address in one round trip, all of it or none: the member signing in
 /// again (for an `active` or `invited` member the time, `invited` becomes `active`, and
 /// `make_admin` promotes; a `pending` or `suspended` member is left as they are), or `fresh`
-/// added when nobody has the address; the audit entry (the sign-in, or its refusal for a pending or suspended member); and for a
-/// fresh pending member the entry of the request to join and the admins' digest. Returns the
-/// member as they are afterwards, `None` when nobody has the address and nobody was added
-/// (invite-only, or another first sign-in of the address won a race on Postgres: try again).
-pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<Member>, sqlx::Error> {
+/// added when nobody has the address; the audit entry (the sign-in, or its refusal for a
+/// pending or suspended member); for a fresh pending member the entry of the request to join
+/// and the admins' digest; and, with `take`, the login attempt consumed (at most one request
+/// takes it). Returns what was recorded; `None` when `take` was given and no such attempt was
+/// there to take, and then nothing was written.
+pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, sqlx::Error> {
     let sql = match db.engine() {
-        // Several statements between BEGIN and COMMIT, sent as one (see `atomic_batch`).
+        // Several statements between BEGIN and COMMIT, sent as one (see `atomic_batch`). Each
+        // write holds while the attempt is there; it is deleted last.
         super::Engine::Sqlite => concat!(
             "BEGIN IMMEDIATE; ",
             sign_in_update!(),
-            "; ",
+            " AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a WHERE ",
+            attempt_matches!(),
+            ")); ",
             sign_in_insert!(),
-            "(SELECT 1 FROM members WHERE email = $1); ",
+            "(SELECT 1 FROM members WHERE email = $1) \
+             AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a WHERE ",
+            attempt_matches!(),
+            ")); ",
             request_entry!("members"),
             " AND m.email = $1; ",
             sign_in_entry!("members"),
-            " WHERE m.email = $1; ",
+            " WHERE m.email = $1 AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a \
+             WHERE ",
+            attempt_matches!(),
+            ")); ",
             super::outbox::digest_rows!("$13", "$2", "$14", "$15"),
             " AND $16 = 1 AND EXISTS (SELECT 1 FROM members AS m \
              WHERE m.id = $4 AND m.status = 'pending') ON CONFLICT (id) DO NOTHING; \
-             SELECT ",
-            columns!(),
-            " FROM members WHERE email = $1; COMMIT;"
+             SELECT a.next_path AS next_path, ",
+            m_columns!(),
+            " FROM (SELECT 1) AS one LEFT JOIN login_attempts AS a ON $20 = 1 AND ",
+            attempt_matches!(),
+            " LEFT JOIN members AS m ON m.email = $1 WHERE $20 = 0 OR a.nonce IS NOT NULL; \
+             DELETE FROM login_attempts AS a WHERE $20 = 1 AND ",
+            attempt_matches!(),
+            "; COMMIT;"
         ),
-        // One statement, its writes in WITH clauses; `m` is the member afterwards.
+        // One statement, its writes in WITH clauses: `t` the attempt taken, `m` the member
+        // afterwards.
         super::Engine::Postgres => concat!(
-            "WITH u AS (",
+            "WITH t AS (DELETE FROM login_attempts AS a WHERE $20 = 1 AND ",
+            attempt_matches!(),
+            " RETURNING a.next_path), u AS (",
             sign_in_update!(),
-            " RETURNING ",
+            " AND ($20 = 0 OR EXISTS (SELECT 1 FROM t)) RETURNING ",
             columns!(),
             "), i AS (",
             sign_in_insert!(),
-            "(SELECT 1 FROM u) ON CONFLICT (email) DO NOTHING RETURNING ",
+            "(SELECT 1 FROM u) AND ($20 = 0 OR EXISTS (SELECT 1 FROM t)) \
+             ON CONFLICT (email) DO NOTHING RETURNING ",
             columns!(),
             "), m AS (SELECT * FROM u UNION ALL SELECT * FROM i), r AS (",
             request_entry!("m"),
@@ -325,9 +385,10 @@ pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<Member>, sql
             "), d AS (",
             super::outbox::digest_rows!("$13", "$2", "$14", "$15"),
             " AND $16 = 1 AND EXISTS (SELECT 1 FROM m WHERE m.id = $4 AND m.status = 'pending') \
-             ON CONFLICT (id) DO NOTHING) SELECT ",
-            columns!(),
-            " FROM m"
+             ON CONFLICT (id) DO NOTHING) SELECT t.next_path AS next_path, ",
+            m_columns!(),
+            " FROM (SELECT 1) AS one LEFT JOIN t ON true LEFT JOIN m ON true \
+             WHERE $20 = 0 OR t.next_path IS NOT NULL"
         ),
     };
     let (window, due, give_up) = w.digest.unwrap_or_default();
@@ -347,9 +408,24 @@ pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<Member>, sql
         .bind(window.to_string())
         .bind(due)
         .bind(give_up)
-        .bind(i32::from(w.digest.is_some()));
+        .bind(i32::from(w.digest.is_some()))
+        .bind(w.take.map_or("", |t| t.nonce))
+        // No cookie: an empty string, which no hash equals.
+        .bind(w.take.and_then(|t| t.binding_hash).unwrap_or(""))
+        .bind(w.take.map_or("", |t| t.sent))
+        .bind(i32::from(w.take.is_some()));
     let rows = super::atomic_batch(db, query).await?;
-    rows.iter().map(Member::from_row).next().transpose()
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let member = match row.try_get::<Option<String>, _>("id")? {
+        Some(_) => Some(Member::from_row(row)?),
+        None => None,
+    };
+    Ok(Some(SignedIn {
+        member,
+        next_path: row.try_get("next_path")?,
+    }))
 }
 
 /// What the admin list shows: a search text, filters and a page.

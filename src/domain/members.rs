@@ -60,6 +60,37 @@ pub async fn admit(
     hasher: &AddressHasher,
     email: &EmailAddress,
 ) -> Result<Admission, sqlx::Error> {
+    match decide(db, config, mailer, hasher, email, None).await? {
+        Some((admission, _)) => Ok(admission),
+        // Without an attempt to take, the sign-in always records something.
+        None => Err(sqlx::Error::RowNotFound),
+    }
+}
+
+/// [`admit`], and the login attempt `take` consumed in the same round trip: the decision and
+/// the local path the attempt asked for, or `None` when no such attempt was there to take
+/// (then nothing was written; the caller finds out why).
+pub async fn admit_taking(
+    db: &Db,
+    config: &Config,
+    mailer: &Mailer,
+    hasher: &AddressHasher,
+    email: &EmailAddress,
+    take: db::members::Take<'_>,
+) -> Result<Option<(Admission, String)>, sqlx::Error> {
+    Ok(decide(db, config, mailer, hasher, email, Some(take))
+        .await?
+        .and_then(|(admission, next)| Some((admission, next?))))
+}
+
+async fn decide(
+    db: &Db,
+    config: &Config,
+    mailer: &Mailer,
+    hasher: &AddressHasher,
+    email: &EmailAddress,
+    take: Option<db::members::Take<'_>>,
+) -> Result<Option<(Admission, Option<String>)>, sqlx::Error> {
     let now = db::now();
     let is_admin = config.admin_emails.contains(email);
     let allowed_domain = config.allowed_domains.iter().any(|d| d == email.domain());
@@ -91,26 +122,38 @@ pub async fn admit(
         request_entry_id: &request_entry_id,
         email_hash: hash.as_str(),
         digest: mailer.digest_window(now),
+        take,
     };
-    let mut member = db::members::sign_in(db, &write).await?;
-    if member.is_none() && fresh.is_some() {
-        // Another first sign-in of this address added it a moment ago: sign in to its row.
-        member = db::members::sign_in(db, &write).await?;
+    let Some(mut signed) = db::members::sign_in(db, &write).await? else {
+        return Ok(None);
+    };
+    if signed.member.is_none() && fresh.is_some() {
+        // Another first sign-in of this address added it a moment ago: sign in to its row
+        // (the attempt, if any, is already taken).
+        let again = db::members::SignInWrite {
+            take: None,
+            ..write
+        };
+        if let Some(s) = db::members::sign_in(db, &again).await? {
+            signed.member = s.member;
+        }
     }
-    let Some(member) = member else {
+    let next = signed.next_path;
+    let Some(member) = signed.member else {
         Event::new(Action::SignInRefused)
             .address(hash)
             .detail("not_invited")
             .record(db)
             .await?;
-        return Ok(Admission::NotInvited);
+        return Ok(Some((Admission::NotInvited, next)));
     };
-    Ok(match member.status {
+    let admission = match member.status {
         Status::Active => Admission::Admitted(member),
         Status::Suspended => Admission::Suspended,
         // `invited` became `active` in the same statement.
         Status::Pending | Status::Invited => Admission::Pending,
-    })
+    };
+    Ok(Some((admission, next)))
 }
 
 /// The local part of the address, until the member chooses a name (without any character a

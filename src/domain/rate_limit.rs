@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 pub use crate::config::Limit;
-use crate::db::{self, Db};
+use crate::db::{self, Db, login_attempts::LoginAttempt};
 use crate::domain::audit::{self, Action, AddressHasher};
 use crate::email::EmailAddress;
 
@@ -57,13 +57,16 @@ pub async fn check(
 /// member's address from elsewhere is stopped by their own limits, and the member, on their
 /// own network, still signs in. Together they still cap the mail an inbox gets.
 ///
-/// `Ok(Some(seconds))` when a limit is reached.
+/// `Ok(Some(seconds))` when a limit is reached. Otherwise `attempt`, if given, is stored: with
+/// all three limits on (the default), in the same round trip as the counters, and all of it or
+/// none.
 pub async fn sign_in_start(
     pool: &Db,
     config: &Config,
     hasher: &AddressHasher,
     network: &str,
     email: Option<&EmailAddress>,
+    attempt: Option<&LoginAttempt>,
 ) -> Result<Option<u64>, sqlx::Error> {
     let now = db::now();
     let per_network = format!("login-ip:{network}");
@@ -89,13 +92,28 @@ pub async fn sign_in_start(
         ];
         let hits: Vec<db::rate_limits::Hit<'_>> =
             buckets.iter().map(|(b, l)| hit_of(b, *l, now)).collect();
-        let counts = db::rate_limits::hit_with_ceiling(
-            pool,
-            hits[0],
-            [hits[1], hits[2]],
-            [i64::from(per_ip.count), i64::from(per_email.count)],
-        )
-        .await?;
+        let counts = match attempt {
+            Some(attempt) => {
+                let limits = [all, per_ip, per_email].map(|l| i64::from(l.count));
+                db::login_attempts::insert_within_limits(
+                    pool,
+                    hits[0],
+                    [hits[1], hits[2]],
+                    limits,
+                    attempt,
+                )
+                .await?
+            }
+            None => {
+                db::rate_limits::hit_with_ceiling(
+                    pool,
+                    hits[0],
+                    [hits[1], hits[2]],
+                    [i64::from(per_ip.count), i64::from(per_email.count)],
+                )
+                .await?
+            }
+        };
         let over = |i: usize| counts[i] > i64::from(buckets[i].1.count);
         let wait = |i: usize| (hits[i].expires_at - now).max(1) as u64;
         // A start the local limits refuse did not count against the ceiling.
@@ -115,10 +133,16 @@ pub async fn sign_in_start(
     if let Some(wait) = check(pool, &local, now).await? {
         return Ok(Some(wait));
     }
-    match (per_address, config.rate_limit_login_per_email_all) {
-        (Some((_, everywhere)), Some(limit)) => check(pool, &[(everywhere, limit)], now).await,
-        _ => Ok(None),
+    if let (Some((_, everywhere)), Some(limit)) =
+        (per_address, config.rate_limit_login_per_email_all)
+        && let Some(wait) = check(pool, &[(everywhere, limit)], now).await?
+    {
+        return Ok(Some(wait));
     }
+    if let Some(attempt) = attempt {
+        db::login_attempts::insert(pool, attempt).await?;
+    }
+    Ok(None)
 }
 
 /// Refused sign-in tokens, per client network: counted in the database (`verify-refused:`

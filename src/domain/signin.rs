@@ -9,13 +9,14 @@ use url::Url;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::db::members::Take;
 use crate::domain::audit::AddressHasher;
 use crate::domain::directory::Directory;
 use crate::domain::mail::Mailer;
 use crate::domain::members::{self, Admission, ChangeError};
 use crate::domain::metrics::Metrics;
 use crate::domain::portier::{
-    BrokerError, Purpose, Rejection, RelyingParty, StartError, VerifyError,
+    AttemptFor, BrokerError, Purpose, Rejection, RelyingParty, StartError, VerifyError,
 };
 use crate::domain::rate_limit::{self, RefusalGate};
 use crate::email::EmailAddress;
@@ -183,35 +184,44 @@ impl SignIn {
     ) -> Result<Url, StartRefused> {
         let typed = start.typed.trim();
         let parsed = EmailAddress::parse(typed);
+        // A start that can go ahead is prepared first (the broker's URL and the attempt), so
+        // that the counters and the attempt are written in one round trip.
+        let prepared = match &parsed {
+            Ok(email) if start.current != Some(email.as_str()) => Some(
+                self.rp
+                    .prepare(
+                        client,
+                        &AttemptFor {
+                            login_hint: typed,
+                            next_path: start.next,
+                            state: None,
+                            binding_hash: start.binding_hash,
+                            purpose: &start.purpose,
+                        },
+                    )
+                    .await?,
+            ),
+            _ => None,
+        };
         let counted = rate_limit::sign_in_start(
             &self.db,
             &self.config,
             &self.hasher,
             start.network,
             parsed.as_ref().ok(),
+            prepared.as_ref().map(|p| &p.attempt),
         )
         .await?;
         if let Some(wait) = counted {
             return Err(StartRefused::RateLimited(wait));
         }
-        let email = parsed.map_err(|e| StartRefused::BadAddress(e.to_string()))?;
-        if start.current == Some(email.as_str()) {
-            return Err(StartRefused::BadAddress(
+        match (parsed, prepared) {
+            (_, Some(prepared)) => Ok(prepared.url),
+            (Err(e), None) => Err(StartRefused::BadAddress(e.to_string())),
+            (Ok(_), None) => Err(StartRefused::BadAddress(
                 "That is already your address.".into(),
-            ));
+            )),
         }
-        let url = self
-            .rp
-            .start(
-                client,
-                typed,
-                start.next,
-                None,
-                start.binding_hash,
-                &start.purpose,
-            )
-            .await?;
-        Ok(url)
     }
 
     /// Checks the broker's token, consumes its nonce and admits the member (or changes their
@@ -247,9 +257,32 @@ impl SignIn {
         let vouched = EmailAddress::parse(&checked.email)
             .map(|e| e.to_string())
             .unwrap_or_else(|_| checked.email.clone());
-        // The nonce is consumed (one statement: at most one request gets it), then the member
-        // admitted with the audit entry (one more). A failure between the two leaves a spent
-        // nonce and nobody signed in: the visitor starts again.
+        // The common case in one round trip: a sign-in whose attempt is there to take, the
+        // member admitted, the audit entry and the attempt consumed together (at most one
+        // request gets it).
+        if let Ok(email) = EmailAddress::parse(&checked.email) {
+            let take = Take {
+                nonce: &checked.nonce,
+                binding_hash: answer.binding_hash,
+                sent: checked.email_original.as_deref().unwrap_or(&checked.email),
+            };
+            let taken = members::admit_taking(
+                &self.db,
+                &self.config,
+                &self.mailer,
+                &self.hasher,
+                &email,
+                take,
+            )
+            .await?;
+            if let Some((admission, next)) = taken {
+                return self.admitted(admission, next);
+            }
+        }
+        // Otherwise (an address change, or a refusal to explain) the nonce is consumed on its
+        // own (one statement: at most one request gets it), then the member admitted with the
+        // audit entry (one more). A failure between the two leaves a spent nonce and nobody
+        // signed in: the visitor starts again.
         let verified = match self
             .rp
             .consume(&self.db, checked, answer.binding_hash)
@@ -280,19 +313,7 @@ impl SignIn {
                     &verified.email,
                 )
                 .await?;
-                match admission {
-                    Admission::Admitted(member) => {
-                        // A first sign-in may have added a name, or activated an invited member.
-                        self.directory.changed();
-                        Ok(Finished {
-                            member_id: member.id,
-                            next: verified.next_path.clone(),
-                        })
-                    }
-                    Admission::NotInvited => Err(FinishRefused::NotInvited),
-                    Admission::Pending => Err(FinishRefused::Pending),
-                    Admission::Suspended => Err(FinishRefused::Suspended),
-                }
+                self.admitted(admission, verified.next_path.clone())
             }
             Purpose::ChangeEmail { member_id } => {
                 // Only an active member's address changes (checked in the change itself).
@@ -308,6 +329,23 @@ impl SignIn {
                     Err(e) => Err(FinishRefused::Change(e)),
                 }
             }
+        }
+    }
+
+    /// The sign-in that `admission` decided, to `next`.
+    fn admitted(&self, admission: Admission, next: String) -> Result<Finished, FinishRefused> {
+        match admission {
+            Admission::Admitted(member) => {
+                // A first sign-in may have added a name, or activated an invited member.
+                self.directory.changed();
+                Ok(Finished {
+                    member_id: member.id,
+                    next,
+                })
+            }
+            Admission::NotInvited => Err(FinishRefused::NotInvited),
+            Admission::Pending => Err(FinishRefused::Pending),
+            Admission::Suspended => Err(FinishRefused::Suspended),
         }
     }
 

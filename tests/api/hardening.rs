@@ -239,6 +239,12 @@ async fn the_ceiling_per_address_across_networks_still_protects_the_inbox() {
         (8, 4),
         "12 starts from 4 networks, 8 let through"
     );
+    // Each start let through stored its attempt (with its counters, in one round trip); a
+    // refused one stored none.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM login_attempts").await,
+        started
+    );
 }
 
 // 4. Client networks and the request log.

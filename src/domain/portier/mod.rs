@@ -77,6 +77,30 @@ pub enum Purpose {
     },
 }
 
+/// What a sign-in is started for.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptFor<'a> {
+    /// The address as the visitor typed it; the broker gets it as typed.
+    pub login_hint: &'a str,
+    /// Where to go afterwards: must already be a safe local path.
+    pub next_path: &'a str,
+    /// The `state` to send the broker, if any.
+    pub state: Option<&'a str>,
+    /// With it, only a request presenting the same binding cookie can finish the sign-in.
+    pub binding_hash: Option<&'a str>,
+    /// Signing in, or confirming a new address.
+    pub purpose: &'a Purpose,
+}
+
+/// A sign-in ready to start: the attempt to store, and the broker URL that carries its nonce.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The attempt, not stored yet.
+    pub attempt: LoginAttempt,
+    /// Where to send the visitor once it is stored.
+    pub url: Url,
+}
+
 /// A finished sign-in: who, what for, and where they wanted to go.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -111,50 +135,41 @@ impl RelyingParty {
         self.broker.fetches()
     }
 
-    /// Stores a new attempt for `login_hint` (the address as the visitor typed it) and returns
-    /// the broker URL to send the visitor to. `next_path` must already be a safe local path.
-    /// With `binding_hash`, only a request presenting the same binding can finish it.
+    /// Stores a new attempt for `request` and returns the broker URL to send the visitor to.
     pub async fn start(
         &self,
         client: &awc::Client,
-        login_hint: &str,
-        next_path: &str,
-        state: Option<&str>,
-        binding_hash: Option<&str>,
-        purpose: &Purpose,
+        request: &AttemptFor<'_>,
     ) -> Result<Url, StartError> {
+        let prepared = self.prepare(client, request).await?;
+        db::login_attempts::insert(&self.pool, &prepared.attempt).await?;
+        Ok(prepared.url)
+    }
+
+    /// [`RelyingParty::start`] without storing the attempt: the caller stores it (with the
+    /// rate limits, in one round trip) before sending the visitor to `url`.
+    pub async fn prepare(
+        &self,
+        client: &awc::Client,
+        request: &AttemptFor<'_>,
+    ) -> Result<Prepared, StartError> {
+        let AttemptFor {
+            login_hint,
+            next_path,
+            state,
+            binding_hash,
+            purpose,
+        } = *request;
         // Ask the broker first: if it is unreachable, nothing is stored.
         let discovery = self.broker.discovery(client).await?;
-        let mut endpoint = Url::parse(&discovery.authorization_endpoint)
+        let mut url = Url::parse(&discovery.authorization_endpoint)
             .map_err(|_| StartError::BadEndpoint(discovery.authorization_endpoint.clone()))?;
 
         let mut raw = [0u8; 24];
         rand::rng().fill_bytes(&mut raw);
         let nonce = URL_SAFE_NO_PAD.encode(raw);
-        let now = db::now();
-        db::login_attempts::insert(
-            &self.pool,
-            &LoginAttempt {
-                nonce: nonce.clone(),
-                email: login_hint.to_owned(),
-                next_path: next_path.to_owned(),
-                created_at: now,
-                expires_at: now + ATTEMPT_TTL.as_secs() as i64,
-                binding_hash: binding_hash.map(str::to_owned),
-                purpose: match purpose {
-                    Purpose::SignIn => "sign_in".to_owned(),
-                    Purpose::ChangeEmail { .. } => "change_email".to_owned(),
-                },
-                member_id: match purpose {
-                    Purpose::SignIn => None,
-                    Purpose::ChangeEmail { member_id } => Some(member_id.clone()),
-                },
-            },
-        )
-        .await?;
-
         {
-            let mut query = endpoint.query_pairs_mut();
+            let mut query = url.query_pairs_mut();
             query
                 .append_pair("login_hint", login_hint)
                 .append_pair("scope", "openid email")
@@ -167,7 +182,24 @@ impl RelyingParty {
                 query.append_pair("state", state);
             }
         }
-        Ok(endpoint)
+        let now = db::now();
+        let attempt = LoginAttempt {
+            nonce,
+            email: login_hint.to_owned(),
+            next_path: next_path.to_owned(),
+            created_at: now,
+            expires_at: now + ATTEMPT_TTL.as_secs() as i64,
+            binding_hash: binding_hash.map(str::to_owned),
+            purpose: match purpose {
+                Purpose::SignIn => "sign_in".to_owned(),
+                Purpose::ChangeEmail { .. } => "change_email".to_owned(),
+            },
+            member_id: match purpose {
+                Purpose::SignIn => None,
+                Purpose::ChangeEmail { member_id } => Some(member_id.clone()),
+            },
+        };
+        Ok(Prepared { attempt, url })
     }
 
     /// Checks `id_token` completely and consumes its nonce. Succeeds at most once per nonce,
