@@ -24,6 +24,7 @@ use futures_core::stream::BoxStream;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyConnection, AnyPool, Executor};
 
 /// The database: its connection pool and which engine it runs on. Cheap to clone (the pool is
@@ -37,11 +38,79 @@ pub struct Db {
     engine: Engine,
     url: Arc<SecretString>,
     round_trips: Arc<AtomicU64>,
+    /// SQLite: the connection statements run on, held instead of taken from the pool for each
+    /// (see [`Held`]). `None` on Postgres, and for an in-memory SQLite database.
+    held: Option<Arc<Held>>,
+}
+
+/// The SQLite connection that the server's statements run on, one at a time, held here
+/// rather than given back to the pool after each. sqlx's pool tests a connection (a ping, a
+/// round trip to sqlx's database thread) every time one is given back: that doubled the
+/// hand-offs of every statement, and cost about 40% of its CPU (`examples/round_trip_cost`,
+/// in BENCHMARKS.md). SQLite has one writer, so one connection at a time loses nothing.
+///
+/// The connection comes from the pool when first needed, and goes back to it when it fails
+/// in a way that may have broken it, when a batch stopped half-way (which would leave its
+/// transaction open), and when the database is closed. Write transactions
+/// ([`begin_write`]) take a connection from the pool, as do the migrations.
+#[derive(Debug, Default)]
+pub struct Held {
+    conn: tokio::sync::Mutex<Option<PoolConnection<sqlx::Any>>>,
+}
+
+/// The held connection, locked for one use.
+struct HeldUse<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<PoolConnection<sqlx::Any>>>,
+    /// Whether the connection goes back to the slot when this use ends: a use that stops
+    /// before it is done (an error that may have broken the connection, a batch dropped
+    /// half-way) closes it instead, and the next use takes another from the pool.
+    keep: bool,
+}
+
+impl Held {
+    async fn lock<'a>(&'a self, pool: &AnyPool) -> Result<HeldUse<'a>, sqlx::Error> {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            *slot = Some(pool.acquire().await?);
+        }
+        Ok(HeldUse { slot, keep: false })
+    }
+
+    /// Gives the connection back to the pool (before the pool closes).
+    async fn release(&self) {
+        self.conn.lock().await.take();
+    }
+}
+
+impl HeldUse<'_> {
+    fn conn(&mut self) -> Result<&mut AnyConnection, sqlx::Error> {
+        match self.slot.as_mut() {
+            Some(conn) => Ok(&mut **conn),
+            None => Err(sqlx::Error::PoolClosed),
+        }
+    }
+
+    /// Keeps the connection for the next use unless `result` says it may be broken: a
+    /// database error (a constraint, a syntax error, busy) leaves it as it was.
+    fn settle<T>(&mut self, result: &Result<T, sqlx::Error>) {
+        self.keep = matches!(result, Ok(_) | Err(sqlx::Error::Database(_)));
+    }
+}
+
+impl Drop for HeldUse<'_> {
+    fn drop(&mut self) {
+        if !self.keep
+            && let Some(mut conn) = self.slot.take()
+        {
+            conn.close_on_drop();
+        }
+    }
 }
 
 impl Db {
     /// The connection pool, to run a statement on or to begin a transaction with. A statement
-    /// run on the pool itself is not counted in [`Db::round_trips`]; run it on the `Db`.
+    /// run on the pool itself is not counted in [`Db::round_trips`], and on SQLite runs on
+    /// another connection than the site's; run it on the `Db`.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -80,12 +149,16 @@ impl Db {
                 engine: self.engine,
                 url: self.url.clone(),
                 round_trips: self.round_trips.clone(),
+                held: None,
             }),
         }
     }
 
     /// Closes every connection; waits for those in use to be given back.
     pub async fn close(&self) {
+        if let Some(held) = &self.held {
+            held.release().await;
+        }
         self.pool.close().await
     }
 }
@@ -93,8 +166,9 @@ impl Db {
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A statement run on the database itself (`query.execute(&db)`) takes a connection from the
-/// pool for that one statement, as it would on the pool.
+/// A statement run on the database itself (`query.execute(&db)`) runs on the held SQLite
+/// connection ([`Held`]), or on Postgres takes a connection from the pool for that one
+/// statement, as it would on the pool.
 impl<'d> sqlx::Executor<'d> for &'d Db {
     type Database = sqlx::Any;
 
@@ -106,8 +180,29 @@ impl<'d> sqlx::Executor<'d> for &'d Db {
         'd: 'e,
         E: 'q + sqlx::Execute<'q, sqlx::Any>,
     {
+        use futures_util::{StreamExt, TryStreamExt};
         self.count_round_trip();
-        self.pool.fetch_many(query)
+        let Some(held) = &self.held else {
+            return self.pool.fetch_many(query);
+        };
+        // The results are gathered while the connection is locked, then handed on.
+        let all = async move {
+            let mut using = held.lock(&self.pool).await?;
+            let result: Result<Vec<_>, sqlx::Error> =
+                using.conn()?.fetch_many(query).try_collect().await;
+            using.settle(&result);
+            result
+        };
+        Box::pin(
+            futures_util::stream::once(all)
+                .map(|result| match result {
+                    Ok(items) => {
+                        futures_util::stream::iter(items.into_iter().map(Ok)).left_stream()
+                    }
+                    Err(e) => futures_util::stream::iter([Err(e)]).right_stream(),
+                })
+                .flatten(),
+        )
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -119,7 +214,15 @@ impl<'d> sqlx::Executor<'d> for &'d Db {
         E: 'q + sqlx::Execute<'q, sqlx::Any>,
     {
         self.count_round_trip();
-        self.pool.fetch_optional(query)
+        let Some(held) = &self.held else {
+            return self.pool.fetch_optional(query);
+        };
+        Box::pin(async move {
+            let mut using = held.lock(&self.pool).await?;
+            let result = using.conn()?.fetch_optional(query).await;
+            using.settle(&result);
+            result
+        })
     }
 
     fn prepare_with<'e>(
@@ -199,11 +302,18 @@ pub const POSTGRES_CONNECTIONS: u32 = 10;
 pub async fn connect(url: &SecretString) -> Result<Db, sqlx::Error> {
     install_default_drivers();
     let engine = Engine::of_url(url.expose_secret());
-    // SQLite: one connection. It has one writer anyway, and every extra connection costs
-    // lock hand-offs and re-reads of the pages another connection changed (measured in
-    // BENCHMARKS.md: about a third less CPU per sign-in than with four).
+    // A database in memory is one per connection: it keeps to one connection, from the pool.
+    let in_memory = engine == Engine::Sqlite && {
+        let u = url.expose_secret();
+        u.contains(":memory:") || u.contains("mode=memory")
+    };
+    // SQLite: one connection serves the site (held, see `Held`). It has one writer anyway,
+    // and every extra connection in use costs lock hand-offs and re-reads of the pages another
+    // connection changed (measured in BENCHMARKS.md: about a third less CPU per sign-in than
+    // with four). A second one serves write transactions and the migrations.
     let max = match engine {
-        Engine::Sqlite => 1,
+        Engine::Sqlite if in_memory => 1,
+        Engine::Sqlite => 2,
         Engine::Postgres => POSTGRES_CONNECTIONS,
     };
     Ok(Db {
@@ -213,6 +323,7 @@ pub async fn connect(url: &SecretString) -> Result<Db, sqlx::Error> {
         engine,
         url: Arc::new(url.clone()),
         round_trips: Arc::new(AtomicU64::new(0)),
+        held: (engine == Engine::Sqlite && !in_memory).then(|| Arc::new(Held::default())),
     })
 }
 
@@ -353,6 +464,16 @@ pub async fn atomic_batch<'q>(
     db: &Db,
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
 ) -> Result<Vec<AnyRow>, sqlx::Error> {
+    db.count_round_trip();
+    if let Some(held) = &db.held {
+        // Dropped before it is settled (half-way), the use closes the connection.
+        let mut using = held.lock(&db.pool).await?;
+        let rows = query.fetch_all(using.conn()?).await;
+        // A batch that failed, whatever the error, stopped half-way: its transaction may be
+        // open, so its connection is not kept.
+        using.keep = rows.is_ok();
+        return rows;
+    }
     struct CloseUnlessFinished {
         conn: sqlx::pool::PoolConnection<sqlx::Any>,
         finished: bool,
@@ -365,7 +486,6 @@ pub async fn atomic_batch<'q>(
         }
     }
     let conn = db.pool.acquire().await?;
-    db.count_round_trip();
     let mut guard = CloseUnlessFinished {
         conn,
         // A Postgres statement cannot leave a transaction open.
