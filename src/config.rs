@@ -715,6 +715,17 @@ mod tests {
     }
 
     #[test]
+    fn http_workers_default_to_one_per_core_and_can_be_set() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config(&[]).unwrap().http_workers, cores);
+        assert_eq!(config(&[("HTTP_WORKERS", " 4 ")]).unwrap().http_workers, 4);
+        assert_eq!(
+            config(&[("HTTP_WORKERS", "256")]).unwrap().http_workers,
+            256
+        );
+    }
+
+    #[test]
     fn public_url_is_normalized_to_an_origin() {
         let c = config(&[("PUBLIC_URL", "HTTPS://Club.Example.org:443/")]).unwrap();
         assert_eq!(c.public_url, "https://club.example.org");
@@ -756,6 +767,9 @@ mod tests {
             ("SITE_LOGO", "../secret.png"),
             ("SITE_LOGO", "missing-logo.png"),
             ("CONTACT_EMAIL", "nobody"),
+            ("HTTP_WORKERS", "0"),
+            ("HTTP_WORKERS", "257"),
+            ("HTTP_WORKERS", "many"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{e}");

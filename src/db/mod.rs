@@ -49,10 +49,11 @@ pub struct Db {
 /// hand-offs of every statement, and cost about 40% of its CPU (`examples/round_trip_cost`,
 /// in BENCHMARKS.md). SQLite has one writer, so one connection at a time loses nothing.
 ///
-/// The connection comes from the pool when first needed, and goes back to it when it fails
-/// in a way that may have broken it, when a batch stopped half-way (which would leave its
-/// transaction open), and when the database is closed. Write transactions
-/// ([`begin_write`]) take a connection from the pool, as do the migrations.
+/// The connection comes from the pool when first needed. It is closed (and the next use takes
+/// another) when a statement fails in a way that may have broken it, or a batch fails or is
+/// dropped half-way (which could leave its transaction open); it goes back to the pool when
+/// the database is closed. Write transactions ([`begin_write`]) take a second connection from
+/// the pool, as do the migrations.
 #[derive(Debug, Default)]
 pub struct Held {
     conn: tokio::sync::Mutex<Option<PoolConnection<sqlx::Any>>>,
