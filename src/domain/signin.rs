@@ -254,13 +254,11 @@ impl SignIn {
             Err(e) => return Err(e.into()),
         };
         // The address the broker vouched for (the token's signature and claims are good).
-        let vouched = EmailAddress::parse(&checked.email)
-            .map(|e| e.to_string())
-            .unwrap_or_else(|_| checked.email.clone());
+        let parsed = EmailAddress::parse(&checked.email).ok();
         // The common case in one round trip: a sign-in whose attempt is there to take, the
         // member admitted, the audit entry and the attempt consumed together (at most one
         // request gets it).
-        if let Ok(email) = EmailAddress::parse(&checked.email) {
+        if let Some(email) = &parsed {
             let take = Take {
                 nonce: &checked.nonce,
                 binding_hash: answer.binding_hash,
@@ -271,7 +269,7 @@ impl SignIn {
                 &self.config,
                 &self.mailer,
                 &self.hasher,
-                &email,
+                email,
                 take,
             )
             .await?;
@@ -279,6 +277,8 @@ impl SignIn {
                 return self.admitted(admission, next);
             }
         }
+        // For the page that offers to start again from this browser.
+        let vouched = parsed.map_or_else(|| checked.email.clone(), |e| e.to_string());
         // Otherwise (an address change, or a refusal to explain) the nonce is consumed on its
         // own (one statement: at most one request gets it), then the member admitted with the
         // audit entry (one more). A failure between the two leaves a spent nonce and nobody
