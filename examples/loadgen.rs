@@ -28,6 +28,9 @@
 //! its front page, `POST /login`, `POST /verify`, and its signed-in front page as the
 //! "members" page. See BENCHMARKS.md, "Side by side with the reference".
 //!
+//! `--set NAME=VALUE` (repeatable) gives the server one more setting, for example
+//! `--set FLOOR_WRITES=site` for `examples/stack_floor`.
+//!
 //! For each timed phase it prints requests per second, p50/p90/p99 latency and errors by kind,
 //! with the server's CPU time (from /proc) and its own. Every defense stays on; only the rate
 //! limits are raised through their settings, and the report names them.
@@ -80,6 +83,8 @@ struct Args {
     python: String,
     /// The Redis demo-rp keeps its nonces in.
     redis: String,
+    /// More settings for the server (`--set NAME=VALUE`), reported with the others.
+    extra: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -98,6 +103,7 @@ fn parse_args() -> Result<Args, String> {
         demo_rp: None,
         python: "python3".into(),
         redis: "redis://127.0.0.1:6379/15".into(),
+        extra: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -133,6 +139,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--python" => args.python = value()?,
             "--redis" => args.redis = value()?,
+            "--set" => {
+                let setting = value()?;
+                let (name, v) = setting.split_once('=').ok_or("--set: NAME=VALUE")?;
+                args.extra.push((name.to_owned(), v.to_owned()));
+            }
             "--min-verify-rps" => {
                 args.min_verify_rps =
                     Some(value()?.parse().map_err(|_| "--min-verify-rps: a number")?)
@@ -301,7 +312,8 @@ async fn main() -> std::process::ExitCode {
                 .env("BROKER_URL", &broker.origin)
                 .envs(SERVER_SETTINGS)
                 .env("PURGE_INTERVAL", &args.purge_interval)
-                .env("RUST_LOG", "warn,clubhouse::domain::purge=info");
+                .env("RUST_LOG", "warn,clubhouse::domain::purge=info")
+                .envs(args.extra.iter().map(|(k, v)| (k, v)));
             c
         }
         Some(dir) => {
@@ -395,6 +407,10 @@ async fn main() -> std::process::ExitCode {
                 "postgres"
             },
             SERVER_SETTINGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain(args.extra.iter().cloned())
+                .collect::<Vec<_>>()
         ),
         Some(dir) => println!(
             "demo-rp from {dir} on {base} ({} server.py, nonces in {})",

@@ -247,6 +247,8 @@ pub struct SignInWrite<'a> {
     pub digest: Option<(i64, i64, i64)>,
     /// The login attempt to consume with it; nothing is written unless it is taken.
     pub take: Option<Take<'a>>,
+    /// The session to start when the member is admitted (stored with the rest).
+    pub session: Option<&'a super::sessions::NewSession>,
 }
 
 /// What [`sign_in`] recorded.
@@ -257,13 +259,17 @@ pub struct SignedIn {
     pub member: Option<Member>,
     /// The local path the consumed attempt asked for (`None` without one).
     pub next_path: Option<String>,
+    /// Whether the session was stored: one was given and the member is active.
+    pub session_stored: bool,
 }
 
 // The parts of the sign-in statement, shared by its SQLite and Postgres forms. The arguments:
 // $1 email, $2 now, $3 make_admin, $4 to $8 the fresh row's id, display name, role, status and
 // last sign-in, $9 whether to add it, $10 the entry's id, $11 the address hash, $12 the
 // request's entry id, $13 to $16 the digest's window, due time, give-up time and whether to
-// queue it, $17 to $19 the attempt's nonce, binding hash and address, $20 whether to take it.
+// queue it, $17 to $19 the attempt's nonce, binding hash and address, $20 whether to take it,
+// $21 to $27 the session's id, state before and after the member's id, expiry, handle,
+// User-Agent and IP, $28 whether to start it.
 // Macros so that `concat!` keeps every query a static string.
 macro_rules! sign_in_update {
     () => {
@@ -292,6 +298,18 @@ macro_rules! sign_in_entry {
              CASE WHEN m.status = 'active' THEN '' ELSE m.status END, 1 FROM ",
             $m,
             " AS m"
+        )
+    };
+}
+// The session of an admitted (active) member.
+macro_rules! session_insert {
+    ($m:literal) => {
+        concat!(
+            "INSERT INTO sessions (id, member_id, state, created_at, expires_at, handle, \
+             user_agent, ip, last_seen_at) SELECT $21, m.id, \
+             CAST($22 AS TEXT) || m.id || CAST($23 AS TEXT), $2, $24, $25, $26, $27, $2 FROM ",
+            $m,
+            " AS m WHERE $28 = 1 AND m.status = 'active'"
         )
     };
 }
@@ -327,8 +345,8 @@ macro_rules! m_columns {
 /// `make_admin` promotes; a `pending` or `suspended` member is left as they are), or `fresh`
 /// added when nobody has the address; the audit entry (the sign-in, or its refusal for a
 /// pending or suspended member); for a fresh pending member the entry of the request to join
-/// and the admins' digest; and, with `take`, the login attempt consumed (at most one request
-/// takes it). Returns what was recorded; `None` when `take` was given and no such attempt was
+/// and the admins' digest; with `session`, an admitted member's session; and, with `take`, the
+/// login attempt consumed (at most one request takes it). Returns what was recorded; `None` when `take` was given and no such attempt was
 /// there to take, and then nothing was written.
 pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, sqlx::Error> {
     let sql = match db.engine() {
@@ -349,6 +367,11 @@ pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, s
             " AND m.email = $1; ",
             sign_in_entry!("members"),
             " WHERE m.email = $1 AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a \
+             WHERE ",
+            attempt_matches!(),
+            ")); ",
+            session_insert!("members"),
+            " AND m.email = $1 AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a \
              WHERE ",
             attempt_matches!(),
             ")); ",
@@ -382,6 +405,8 @@ pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, s
             request_entry!("m"),
             "), e AS (",
             sign_in_entry!("m"),
+            "), s AS (",
+            session_insert!("m"),
             "), d AS (",
             super::outbox::digest_rows!("$13", "$2", "$14", "$15"),
             " AND $16 = 1 AND EXISTS (SELECT 1 FROM m WHERE m.id = $4 AND m.status = 'pending') \
@@ -413,7 +438,15 @@ pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, s
         // No cookie: an empty string, which no hash equals.
         .bind(w.take.and_then(|t| t.binding_hash).unwrap_or(""))
         .bind(w.take.map_or("", |t| t.sent))
-        .bind(i32::from(w.take.is_some()));
+        .bind(i32::from(w.take.is_some()))
+        .bind(w.session.map_or("", |s| s.id.as_str()))
+        .bind(w.session.map_or("", |s| s.state_before.as_str()))
+        .bind(w.session.map_or("", |s| s.state_after.as_str()))
+        .bind(w.session.map_or(0, |s| s.expires_at))
+        .bind(w.session.map_or("", |s| s.handle.as_str()))
+        .bind(w.session.map_or("", |s| s.user_agent.as_str()))
+        .bind(w.session.map_or("", |s| s.ip.as_str()))
+        .bind(i32::from(w.session.is_some()));
     let rows = super::atomic_batch(db, query).await?;
     let Some(row) = rows.first() else {
         return Ok(None);
@@ -422,9 +455,12 @@ pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, s
         Some(_) => Some(Member::from_row(row)?),
         None => None,
     };
+    let session_stored =
+        w.session.is_some() && member.as_ref().is_some_and(|m| m.status == Status::Active);
     Ok(Some(SignedIn {
         member,
         next_path: row.try_get("next_path")?,
+        session_stored,
     }))
 }
 

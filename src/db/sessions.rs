@@ -92,6 +92,27 @@ pub struct Owner<'a> {
     pub ip: Option<&'a str>,
 }
 
+/// A signed-in session to store with the sign-in that starts it, in the same round trip (see
+/// [`super::members::sign_in`]): its row, but for the member, whose id the sign-in decides.
+/// The stored state is `state_before`, the member's id, then `state_after`.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The table's id (the SHA-256 of the cookie's key).
+    pub id: String,
+    /// The state's JSON up to the member's id.
+    pub state_before: String,
+    /// The state's JSON after the member's id.
+    pub state_after: String,
+    /// When it ends unless used (unix seconds).
+    pub expires_at: i64,
+    /// The public handle.
+    pub handle: String,
+    /// The browser's User-Agent.
+    pub user_agent: String,
+    /// The client IP.
+    pub ip: String,
+}
+
 /// Stores a new session.
 pub async fn insert<'c>(
     db: impl Executor<'c, Database = Any>,

@@ -6,6 +6,11 @@
 //! drops them all when it makes such a change itself; a change made elsewhere (another
 //! instance on the same database, the command line) shows within the time a page is kept
 //! ([`TTL`] for the server).
+//!
+//! The front page's question "has this site an admin yet?" is kept the same way, so that a
+//! visitor's front page needs no database at all. A sign-in can only add an admin (an address in
+//! `ADMIN_EMAILS`), never take one away, so it drops a kept "no admin" but keeps a kept "there
+//! is one"; every other change drops both.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,11 +43,22 @@ struct Cached {
     generation: u64,
 }
 
-/// The directory pages this instance has shown.
+/// The front page's admin check, as last read.
+struct AdminCheck {
+    without_admin: bool,
+    fetched: Instant,
+    generation: u64,
+}
+
+/// The directory pages this instance has shown, and whether the site had an admin.
 pub struct Directory {
     ttl: Duration,
     generation: AtomicU64,
     pages: Mutex<HashMap<i64, Cached>>,
+    /// Moves on with every change that may take an admin away, and with a sign-in while the
+    /// site may have none.
+    admin_generation: AtomicU64,
+    admins: Mutex<Option<AdminCheck>>,
 }
 
 impl Directory {
@@ -52,7 +68,32 @@ impl Directory {
             ttl,
             generation: AtomicU64::new(0),
             pages: Mutex::new(HashMap::new()),
+            admin_generation: AtomicU64::new(0),
+            admins: Mutex::new(None),
         }
+    }
+
+    /// Whether the site has no active admin yet (the front page then says how to become one),
+    /// from memory when the last answer is fresh.
+    pub async fn without_admin(&self, pool: &Db) -> Result<bool, sqlx::Error> {
+        // Read before the query, as for a page.
+        let generation = self.admin_generation.load(Ordering::Acquire);
+        if let Ok(admins) = self.admins.lock()
+            && let Some(check) = admins.as_ref()
+            && check.generation == generation
+            && check.fetched.elapsed() < self.ttl
+        {
+            return Ok(check.without_admin);
+        }
+        let without_admin = db::members::active_admins(pool).await? == 0;
+        if let Ok(mut admins) = self.admins.lock() {
+            *admins = Some(AdminCheck {
+                without_admin,
+                fetched: Instant::now(),
+                generation,
+            });
+        }
+        Ok(without_admin)
     }
 
     /// Page `number` (from 1), from memory when it is fresh.
@@ -98,5 +139,22 @@ impl Directory {
     /// member joined, left, changed status or name): every page is read again.
     pub fn changed(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.admin_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Call after this instance has let a member in: the pages are read again (a first
+    /// sign-in may add a name or activate an invited member), and the admin check too unless
+    /// it last found an admin, which a sign-in cannot take away.
+    pub fn signed_in(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let had_admin = self.admins.lock().ok().is_some_and(|admins| {
+            admins.as_ref().is_some_and(|check| {
+                !check.without_admin
+                    && check.generation == self.admin_generation.load(Ordering::Acquire)
+            })
+        });
+        if !had_admin {
+            self.admin_generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }

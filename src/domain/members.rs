@@ -4,6 +4,7 @@
 
 use crate::config::{Config, SignupMode};
 pub use crate::db::members::{Role, Status};
+use crate::db::sessions::NewSession;
 use crate::db::{self, Db, members::Member, members::MemberChange};
 use crate::domain::audit::{Action, AddressHasher, Event};
 use crate::domain::mail::{Mailer, kind as mail_kind};
@@ -12,8 +13,13 @@ use crate::email::EmailAddress;
 /// The outcome of a verified sign-in.
 #[derive(Debug)]
 pub enum Admission {
-    /// Welcome in.
-    Admitted(Member),
+    /// Welcome in; `session_stored` when the session given to the sign-in was stored with it.
+    Admitted {
+        /// The member as they are now.
+        member: Member,
+        /// Whether the session was stored in the same round trip.
+        session_stored: bool,
+    },
     /// Not on the member list, and this site is invite-only.
     NotInvited,
     /// Waiting for an admin's approval (asked just now, or earlier).
@@ -39,11 +45,6 @@ pub async fn signed_out(db: &Db, id: &str) -> Result<(), sqlx::Error> {
     Event::new(Action::SignOut).by(id).on(id).record(db).await
 }
 
-/// Whether the site has no active admin yet (the front page then says how to become one).
-pub async fn without_admin(db: &Db) -> Result<bool, sqlx::Error> {
-    Ok(db::members::active_admins(db).await? == 0)
-}
-
 /// How many requests to join wait for an admin's approval.
 pub async fn waiting_for_approval(db: &Db) -> Result<i64, sqlx::Error> {
     db::members::count_pending(db).await
@@ -51,16 +52,18 @@ pub async fn waiting_for_approval(db: &Db) -> Result<i64, sqlx::Error> {
 
 /// Decides on `email`, which the broker has just verified, and records the decision with it
 /// (a refusal is recorded too), in one round trip on the common paths: a member signing in
-/// again, a first sign-in, a request to join with its digest. Nobody learns whether an
-/// address is a member before the broker has verified it.
+/// again, a first sign-in, a request to join with its digest. `session`, when given, is
+/// stored in the same round trip if the member is admitted. Nobody learns whether an address
+/// is a member before the broker has verified it.
 pub async fn admit(
     db: &Db,
     config: &Config,
     mailer: &Mailer,
     hasher: &AddressHasher,
     email: &EmailAddress,
+    session: Option<&NewSession>,
 ) -> Result<Admission, sqlx::Error> {
-    match decide(db, config, mailer, hasher, email, None).await? {
+    match decide(db, config, mailer, hasher, email, None, session).await? {
         Some((admission, _)) => Ok(admission),
         // Without an attempt to take, the sign-in always records something.
         None => Err(sqlx::Error::RowNotFound),
@@ -77,10 +80,13 @@ pub async fn admit_taking(
     hasher: &AddressHasher,
     email: &EmailAddress,
     take: db::members::Take<'_>,
+    session: Option<&NewSession>,
 ) -> Result<Option<(Admission, String)>, sqlx::Error> {
-    Ok(decide(db, config, mailer, hasher, email, Some(take))
-        .await?
-        .and_then(|(admission, next)| Some((admission, next?))))
+    Ok(
+        decide(db, config, mailer, hasher, email, Some(take), session)
+            .await?
+            .and_then(|(admission, next)| Some((admission, next?))),
+    )
 }
 
 async fn decide(
@@ -90,6 +96,7 @@ async fn decide(
     hasher: &AddressHasher,
     email: &EmailAddress,
     take: Option<db::members::Take<'_>>,
+    session: Option<&NewSession>,
 ) -> Result<Option<(Admission, Option<String>)>, sqlx::Error> {
     let now = db::now();
     let is_admin = config.admin_emails.contains(email);
@@ -123,6 +130,7 @@ async fn decide(
         email_hash: hash.as_str(),
         digest: mailer.digest_window(now),
         take,
+        session,
     };
     let Some(mut signed) = db::members::sign_in(db, &write).await? else {
         return Ok(None);
@@ -136,6 +144,7 @@ async fn decide(
         };
         if let Some(s) = db::members::sign_in(db, &again).await? {
             signed.member = s.member;
+            signed.session_stored = s.session_stored;
         }
     }
     let next = signed.next_path;
@@ -148,7 +157,10 @@ async fn decide(
         return Ok(Some((Admission::NotInvited, next)));
     };
     let admission = match member.status {
-        Status::Active => Admission::Admitted(member),
+        Status::Active => Admission::Admitted {
+            member,
+            session_stored: signed.session_stored,
+        },
         Status::Suspended => Admission::Suspended,
         // `invited` became `active` in the same statement.
         Status::Pending | Status::Invited => Admission::Pending,

@@ -10,6 +10,7 @@ use url::Url;
 use crate::config::Config;
 use crate::db::Db;
 use crate::db::members::Take;
+use crate::db::sessions::NewSession;
 use crate::domain::audit::AddressHasher;
 use crate::domain::directory::Directory;
 use crate::domain::mail::Mailer;
@@ -84,6 +85,9 @@ pub struct Answer<'a> {
     pub binding_hash: Option<&'a str>,
     /// The client network, for counting refused tokens.
     pub network: &'a str,
+    /// The session to start, stored with the sign-in when the member is admitted (one round
+    /// trip instead of two).
+    pub session: Option<&'a NewSession>,
 }
 
 /// A finished sign-in: the member to start a session for, and where they go next.
@@ -93,6 +97,9 @@ pub struct Finished {
     pub member_id: String,
     /// The local path to send them to.
     pub next: String,
+    /// Whether the answer's session was stored with the sign-in; otherwise the web layer
+    /// stores one.
+    pub session_stored: bool,
 }
 
 /// Why a sign-in did not finish. No session is started for any of these.
@@ -271,6 +278,7 @@ impl SignIn {
                 &self.hasher,
                 email,
                 take,
+                answer.session,
             )
             .await?;
             if let Some((admission, next)) = taken {
@@ -311,6 +319,7 @@ impl SignIn {
                     &self.mailer,
                     &self.hasher,
                     &verified.email,
+                    answer.session,
                 )
                 .await?;
                 self.admitted(admission, verified.next_path.clone())
@@ -323,6 +332,7 @@ impl SignIn {
                     Ok(()) => Ok(Finished {
                         member_id: member_id.clone(),
                         next: "/account?notice=email".to_owned(),
+                        session_stored: false,
                     }),
                     Err(ChangeError::NotFound) => Err(FinishRefused::Suspended),
                     Err(ChangeError::EmailTaken) => Err(FinishRefused::AddressTaken),
@@ -335,12 +345,17 @@ impl SignIn {
     /// The sign-in that `admission` decided, to `next`.
     fn admitted(&self, admission: Admission, next: String) -> Result<Finished, FinishRefused> {
         match admission {
-            Admission::Admitted(member) => {
-                // A first sign-in may have added a name, or activated an invited member.
-                self.directory.changed();
+            Admission::Admitted {
+                member,
+                session_stored,
+            } => {
+                // A first sign-in may have added a name, activated an invited member, or made
+                // an admin of an address in ADMIN_EMAILS.
+                self.directory.signed_in();
                 Ok(Finished {
                     member_id: member.id,
                     next,
+                    session_stored,
                 })
             }
             Admission::NotInvited => Err(FinishRefused::NotInvited),

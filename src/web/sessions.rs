@@ -36,6 +36,9 @@ const LOADED_MEMBER: &str = "loaded_member";
 /// of reach. Never stored either.
 const UNAVAILABLE: &str = "database_unavailable";
 const KEY_SETTING: &str = "session_cookie_key";
+/// Set by [`MemberSession::sign_in`] when the sign-in already stored the session under this
+/// key: the store's `save` hands the key to the cookie and writes nothing. Never stored.
+const STORED_UNDER: &str = "stored_under_key";
 
 /// The session cookie key, for [`carry_over_plain_cookie`].
 #[derive(Clone)]
@@ -171,7 +174,11 @@ impl DbSessionStore {
 
 /// The table's id for a cookie's session key.
 pub fn session_id(key: &SessionKey) -> String {
-    format!("{:x}", Sha256::digest(key.as_ref().as_bytes()))
+    id_of(key.as_ref())
+}
+
+fn id_of(key: &str) -> String {
+    format!("{:x}", Sha256::digest(key.as_bytes()))
 }
 
 /// The string values of the state (actix-session keeps each as JSON).
@@ -227,6 +234,7 @@ impl SessionStore for DbSessionStore {
         let mut state: HashMap<String, String> =
             serde_json::from_str(&live.state).map_err(|e| LoadError::Deserialization(e.into()))?;
         state.remove(LOADED_MEMBER);
+        state.remove(STORED_UNDER);
         if let Some(member) = &live.member {
             let member = serde_json::to_string(member).map_err(|e| LoadError::Other(e.into()))?;
             state.insert(LOADED_MEMBER.to_owned(), member);
@@ -241,6 +249,11 @@ impl SessionStore for DbSessionStore {
     ) -> Result<SessionKey, SaveError> {
         session_state.remove(LOADED_MEMBER);
         session_state.remove(UNAVAILABLE);
+        if let Some(stored) = session_state.remove(STORED_UNDER) {
+            let key = serde_json::from_str::<String>(&stored)
+                .map_err(|e| SaveError::Serialization(e.into()))?;
+            return SessionKey::try_from(key).map_err(|e| SaveError::Other(e.into()));
+        }
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
         let mut raw = [0u8; 32];
@@ -270,6 +283,7 @@ impl SessionStore for DbSessionStore {
     ) -> Result<SessionKey, UpdateError> {
         session_state.remove(LOADED_MEMBER);
         session_state.remove(UNAVAILABLE);
+        session_state.remove(STORED_UNDER);
         let state = serde_json::to_string(&session_state)
             .map_err(|e| UpdateError::Serialization(e.into()))?;
         let now = db::now();
@@ -330,29 +344,78 @@ impl MemberSession {
         self.0.get::<String>(HANDLE).ok().flatten()
     }
 
-    /// Starts a signed-in session for `member_id` under a new session key, so that a session
-    /// id planted before sign-in is worthless afterwards. The device and address are kept so
-    /// the member can recognize the session in their list.
+    /// Starts the signed-in session `prepared` for `member_id` under its new session key, so
+    /// that a session id planted before sign-in is worthless afterwards. The device and
+    /// address are kept so the member can recognize the session in their list. `stored`: the
+    /// sign-in already wrote its row (see [`PreparedSession`]); otherwise the store writes it.
     pub fn sign_in(
         &self,
+        prepared: &PreparedSession,
         member_id: &str,
-        user_agent: &str,
-        ip: &str,
+        stored: bool,
     ) -> Result<(), actix_session::SessionInsertError> {
         self.0.renew();
         self.0.clear();
-        let mut raw = [0u8; 12];
-        rand::rng().fill_bytes(&mut raw);
-        self.0.insert(HANDLE, URL_SAFE_NO_PAD.encode(raw))?;
-        self.0
-            .insert(USER_AGENT, user_agent.chars().take(300).collect::<String>())?;
-        self.0.insert(IP, ip)?;
-        self.0.insert(MEMBER_ID, member_id)
+        self.0.insert(HANDLE, &prepared.row.handle)?;
+        self.0.insert(USER_AGENT, &prepared.row.user_agent)?;
+        self.0.insert(IP, &prepared.row.ip)?;
+        self.0.insert(MEMBER_ID, member_id)?;
+        if stored {
+            self.0.insert(STORED_UNDER, prepared.key.as_str())?;
+        }
+        Ok(())
     }
 
     /// Ends the session: the row is deleted and the cookie removed.
     pub fn sign_out(&self) {
         self.0.purge();
+    }
+}
+
+/// A signed-in session made before the sign-in finishes, so that the sign-in stores it in its
+/// own round trip (`POST /verify` then writes once): a new random key, its row, and its state
+/// with the member's id left out, to be filled in by the statement that decides who the
+/// member is. The state is the same as the store would write.
+pub struct PreparedSession {
+    key: String,
+    /// The row to store.
+    pub row: db::sessions::NewSession,
+}
+
+impl PreparedSession {
+    /// A session for a browser with this User-Agent (its first 300 characters) at `ip`, that
+    /// ends after `idle` unless used.
+    pub fn new(user_agent: &str, ip: &str, idle: Duration) -> Result<Self, serde_json::Error> {
+        let mut raw = [0u8; 32];
+        rand::rng().fill_bytes(&mut raw);
+        let key = URL_SAFE_NO_PAD.encode(raw);
+        let mut raw = [0u8; 12];
+        rand::rng().fill_bytes(&mut raw);
+        let handle = URL_SAFE_NO_PAD.encode(raw);
+        let user_agent: String = user_agent.chars().take(300).collect();
+        // actix-session keeps each value as JSON, and the state is a JSON object of them.
+        let values = HashMap::from([
+            (HANDLE, serde_json::to_string(&handle)?),
+            (USER_AGENT, serde_json::to_string(&user_agent)?),
+            (IP, serde_json::to_string(ip)?),
+        ]);
+        let object = serde_json::to_string(&values)?;
+        // The member's id comes last: the object without its closing brace, then
+        // `,"member_id":"\"` + id + `\""}`. An id is a uuid: nothing in it needs escaping.
+        let open = object.strip_suffix('}').unwrap_or(&object);
+        let state_before = format!("{open},{}:\"\\\"", serde_json::to_string(MEMBER_ID)?);
+        Ok(PreparedSession {
+            row: db::sessions::NewSession {
+                id: id_of(&key),
+                state_before,
+                state_after: "\\\"\"}".to_owned(),
+                expires_at: db::now() + idle.as_secs() as i64,
+                handle,
+                user_agent,
+                ip: ip.to_owned(),
+            },
+            key,
+        })
     }
 }
 
@@ -367,6 +430,9 @@ impl FromRequest for MemberSession {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
     use actix_session::storage::SessionKey;
 
     #[test]
@@ -376,5 +442,32 @@ mod tests {
             super::session_id(&key),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_prepared_session_is_stored_with_the_state_the_store_would_write() {
+        let user_agent = "Browser \"quoted\" \\ {braces}, \u{e9}t\u{e9}";
+        let prepared =
+            super::PreparedSession::new(user_agent, "192.0.2.7", Duration::from_secs(60)).unwrap();
+        let row = &prepared.row;
+        let member = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let stored = format!("{}{member}{}", row.state_before, row.state_after);
+        let state: HashMap<String, String> = serde_json::from_str(&stored).unwrap();
+        let values = super::state_strings(&state);
+        assert_eq!(values.len(), 4, "{stored}");
+        assert_eq!(values["member_id"], member);
+        assert_eq!(values["user_agent"], user_agent);
+        assert_eq!(values["ip"], "192.0.2.7");
+        assert_eq!(values["handle"], row.handle);
+        // The row's id is the SHA-256 of the cookie's key, as for any session.
+        let key = SessionKey::try_from(prepared.key.clone()).unwrap();
+        assert_eq!(super::session_id(&key), row.id);
+    }
+
+    #[test]
+    fn a_prepared_session_keeps_the_first_300_characters_of_the_user_agent() {
+        let long = "x".repeat(400);
+        let prepared = super::PreparedSession::new(&long, "", Duration::from_secs(60)).unwrap();
+        assert_eq!(prepared.row.user_agent.len(), 300);
     }
 }

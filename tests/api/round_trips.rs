@@ -9,10 +9,12 @@ use actix_web::http::StatusCode;
 use crate::helpers::{AuthRequest, Browser, TestApp, spawn_app_with};
 
 /// The most each request may make: `POST /login` the rate-limit counters with the attempt,
-/// `POST /verify` the member, its audit entry and the nonce consumed in one, then the session.
+/// `POST /verify` the member, its audit entry, the nonce consumed and the session in one.
 const FRONT_PAGE_SIGNED_IN: u64 = 1;
+/// A visitor's front page, once the server has checked whether the site has an admin.
+const FRONT_PAGE_VISITOR: u64 = 0;
 const LOGIN: u64 = 1;
-const VERIFY: u64 = 2;
+const VERIFY: u64 = 1;
 const MEMBERS_PAGE: u64 = 1;
 
 /// Nothing but the test's requests runs: no purge during the test, no mail.
@@ -61,7 +63,7 @@ async fn a_sign_in_and_the_members_pages_stay_within_their_round_trip_budget() {
     let browser = app.browser();
     let first = sign_in_within_budget(&app, &browser, "new@example.com").await;
     assert!(
-        first >= 2,
+        first >= 1,
         "the member and the session are written: {first}"
     );
 
@@ -127,6 +129,44 @@ async fn an_admin_and_a_request_to_join_stay_within_the_verify_budget() {
         Some("pending".into())
     );
     assert_eq!(app.audit_count("member_requested").await, 1);
+}
+
+/// A visitor's front page: its round trips, and whether it says the site has no admin yet.
+async fn visitor_front_page(app: &TestApp) -> (u64, bool) {
+    let (trips, page) = counted(app, async || app.browser().get("/").await).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    (trips, page.body.contains("This site has no admin yet"))
+}
+
+#[actix_web::test]
+async fn a_visitors_front_page_needs_no_database_once_the_admin_check_is_kept() {
+    let app = quiet_app(&[
+        ("SIGNUP_MODE", "open"),
+        ("ADMIN_EMAILS", "boss@example.com"),
+    ])
+    .await;
+    // A new site: the first view asks the database, the next ones do not, and both say so.
+    assert_eq!(visitor_front_page(&app).await, (1, true));
+    assert_eq!(visitor_front_page(&app).await, (FRONT_PAGE_VISITOR, true));
+
+    // The configured admin signs in: the kept "no admin" is dropped at once.
+    let boss = app.signed_in_browser("boss@example.com").await;
+    assert_eq!(visitor_front_page(&app).await, (1, false));
+    assert_eq!(visitor_front_page(&app).await, (FRONT_PAGE_VISITOR, false));
+
+    // Another sign-in cannot take the admin away: the check stays kept.
+    app.signed_in_browser("sam@example.com").await;
+    assert_eq!(visitor_front_page(&app).await, (FRONT_PAGE_VISITOR, false));
+
+    // An admin's change to a member may: the next view asks again.
+    let (id, _, _) = app
+        .member("sam@example.com")
+        .await
+        .expect("sam is a member");
+    boss.submit(&format!("/admin/members/{id}/suspend"), &[])
+        .await
+        .assert_redirect_to("/admin?notice=suspend");
+    assert_eq!(visitor_front_page(&app).await, (1, false));
 }
 
 #[actix_web::test]

@@ -11,6 +11,7 @@ use url::Url;
 use crate::config::Config;
 use crate::db::Db;
 use crate::domain::content::Content;
+use crate::domain::directory::Directory;
 use crate::domain::members;
 use crate::domain::portier::Purpose;
 use crate::domain::signin::{Answer, SignIn, Start, StartRefused};
@@ -18,7 +19,7 @@ use crate::web::error::AppError;
 use crate::web::extract::CsrfForm;
 use crate::web::safe_path::{self, DEFAULT_NEXT};
 use crate::web::security;
-use crate::web::sessions::MemberSession;
+use crate::web::sessions::{MemberSession, PreparedSession};
 use crate::web::templates::{HomePage, Site};
 
 /// Query of `GET /`.
@@ -34,12 +35,13 @@ pub async fn home(
     frame: Frame,
     pool: web::Data<Db>,
     content: web::Data<Content>,
+    directory: web::Data<Directory>,
 ) -> Result<HttpResponse, AppError> {
     let next = safe_path::next_or_default(query.next.as_deref());
     if session.member_id().is_some() {
         return Ok(see_other(next));
     }
-    let needs_admin = members::without_admin(&pool).await?;
+    let needs_admin = directory.without_admin(&pool).await?;
     html(
         StatusCode::OK,
         &HomePage {
@@ -154,19 +156,27 @@ pub async fn verify(
     let config = &signin.config;
     let names = security::CookieNames::for_site(config);
     let binding = security::presented_binding(&req, names);
-    let answer = Answer {
-        token: &token,
-        binding_hash: binding.as_deref(),
-        network: &security::network_of(&req, &config.trusted_proxies),
-    };
-    let finished = signin.finish(&client, answer).await?;
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("unknown browser");
     let ip = security::client_ip(&req, &config.trusted_proxies).map(|ip| ip.to_string());
-    session.sign_in(&finished.member_id, user_agent, &ip.unwrap_or_default())?;
+    // The session is made now so that the sign-in stores it with the member.
+    let prepared = PreparedSession::new(
+        user_agent,
+        &ip.unwrap_or_default(),
+        config.session_idle_timeout,
+    )
+    .map_err(|e| AppError::Internal(e.into()))?;
+    let answer = Answer {
+        token: &token,
+        binding_hash: binding.as_deref(),
+        network: &security::network_of(&req, &config.trusted_proxies),
+        session: Some(&prepared.row),
+    };
+    let finished = signin.finish(&client, answer).await?;
+    session.sign_in(&prepared, &finished.member_id, finished.session_stored)?;
     tracing::info!(member = %finished.member_id, "signed in");
     let mut response = see_other(&finished.next);
     if binding.is_some() {
