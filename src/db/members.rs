@@ -346,8 +346,8 @@ macro_rules! m_columns {
 /// added when nobody has the address; the audit entry (the sign-in, or its refusal for a
 /// pending or suspended member); for a fresh pending member the entry of the request to join
 /// and the admins' digest; with `session`, an admitted member's session; and, with `take`, the
-/// login attempt consumed (at most one request takes it). Returns what was recorded; `None` when `take` was given and no such attempt was
-/// there to take, and then nothing was written.
+/// login attempt consumed (at most one request takes it). Returns what was recorded; `None`
+/// when `take` was given and no such attempt was there to take, and then nothing was written.
 pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, sqlx::Error> {
     let sql = match db.engine() {
         // Several statements between BEGIN and COMMIT, sent as one (see `atomic_batch`). Each

@@ -87,7 +87,7 @@ pub struct Answer<'a> {
     pub network: &'a str,
     /// The session to start, stored with the sign-in when the member is admitted (one round
     /// trip instead of two).
-    pub session: Option<&'a NewSession>,
+    pub session: &'a NewSession,
 }
 
 /// A finished sign-in: the member to start a session for, and where they go next.
@@ -278,7 +278,7 @@ impl SignIn {
                 &self.hasher,
                 email,
                 take,
-                answer.session,
+                Some(answer.session),
             )
             .await?;
             if let Some((admission, next)) = taken {
@@ -319,7 +319,7 @@ impl SignIn {
                     &self.mailer,
                     &self.hasher,
                     &verified.email,
-                    answer.session,
+                    Some(answer.session),
                 )
                 .await?;
                 self.admitted(admission, verified.next_path.clone())

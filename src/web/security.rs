@@ -66,7 +66,8 @@ impl CookieNames {
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "csrf_token";
 
-fn random_token() -> String {
+/// 32 random bytes, base64url: CSRF secrets, binding cookies, session keys.
+pub fn random_token() -> String {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     URL_SAFE_NO_PAD.encode(raw)

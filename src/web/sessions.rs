@@ -17,13 +17,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::RngCore;
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 use std::future::{Ready, ready};
 use std::time::Duration;
 
 use crate::config::{Config, cookie_key_from_base64};
 use crate::db::{self, Db, members::Member};
-use crate::web::security::CookieNames;
+use crate::web::security::{self, CookieNames};
 
 const MEMBER_ID: &str = "member_id";
 const HANDLE: &str = "handle";
@@ -174,11 +173,7 @@ impl DbSessionStore {
 
 /// The table's id for a cookie's session key.
 pub fn session_id(key: &SessionKey) -> String {
-    id_of(key.as_ref())
-}
-
-fn id_of(key: &str) -> String {
-    format!("{:x}", Sha256::digest(key.as_bytes()))
+    security::sha256_hex(key.as_ref())
 }
 
 /// The string values of the state (actix-session keeps each as JSON).
@@ -256,9 +251,7 @@ impl SessionStore for DbSessionStore {
         }
         let state = serde_json::to_string(&session_state)
             .map_err(|e| SaveError::Serialization(e.into()))?;
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let key = SessionKey::try_from(URL_SAFE_NO_PAD.encode(raw))
+        let key = SessionKey::try_from(security::random_token())
             .map_err(|e| SaveError::Other(e.into()))?;
         let now = db::now();
         let values = state_strings(&session_state);
@@ -386,9 +379,7 @@ impl PreparedSession {
     /// A session for a browser with this User-Agent (its first 300 characters) at `ip`, that
     /// ends after `idle` unless used.
     pub fn new(user_agent: &str, ip: &str, idle: Duration) -> Result<Self, serde_json::Error> {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let key = URL_SAFE_NO_PAD.encode(raw);
+        let key = security::random_token();
         let mut raw = [0u8; 12];
         rand::rng().fill_bytes(&mut raw);
         let handle = URL_SAFE_NO_PAD.encode(raw);
@@ -406,7 +397,7 @@ impl PreparedSession {
         let state_before = format!("{open},{}:\"\\\"", serde_json::to_string(MEMBER_ID)?);
         Ok(PreparedSession {
             row: db::sessions::NewSession {
-                id: id_of(&key),
+                id: security::sha256_hex(&key),
                 state_before,
                 state_after: "\\\"\"}".to_owned(),
                 expires_at: db::now() + idle.as_secs() as i64,

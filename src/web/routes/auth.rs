@@ -173,7 +173,7 @@ pub async fn verify(
         token: &token,
         binding_hash: binding.as_deref(),
         network: &security::network_of(&req, &config.trusted_proxies),
-        session: Some(&prepared.row),
+        session: &prepared.row,
     };
     let finished = signin.finish(&client, answer).await?;
     session.sign_in(&prepared, &finished.member_id, finished.session_stored)?;
