@@ -19,7 +19,9 @@
 //! - `POST /verify`: the token verified (RS256, issuer, audience, expiry) with a key fetched
 //!   from the broker at start, then the attempt taken (`DELETE … RETURNING`), the member and a
 //!   session written in one round trip; a redirect with the session cookie;
-//! - `GET /members`: the session and its member read in one statement, a small page.
+//! - `GET /members`: the session and its member read in one statement, and a page with the
+//!   first hundred members' addresses, read at most every five seconds and kept in memory in
+//!   between, as the site keeps its directory.
 //!
 //! With `FLOOR_WRITES=site` it also writes what the site must write besides: the three
 //! rate-limit counters (the ceiling, the network, the address from that network) in the same
@@ -35,6 +37,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -167,7 +170,13 @@ struct State {
     public_url: String,
     broker: String,
     keys: HashMap<String, DecodingKey>,
+    /// The members page's list and when it was read.
+    directory: std::sync::Mutex<Option<(Instant, Arc<Vec<String>>)>>,
 }
+
+/// How long the members page's list is kept, as the site's directory.
+const DIRECTORY_TTL: Duration = Duration::from_secs(5);
+const DIRECTORY: &str = "SELECT email FROM floor_members ORDER BY email LIMIT 100";
 
 #[derive(Template)]
 #[template(
@@ -182,11 +191,13 @@ struct Front<'a> {
 
 #[derive(Template)]
 #[template(
-    source = "<!doctype html><title>members</title><p>Signed in as {{ email }}.</p>",
+    source = "<!doctype html><title>members</title><p>Signed in as {{ email }}.</p>\
+<ul>{% for name in names.iter() %}<li>{{ name }}</li>{% endfor %}</ul>",
     ext = "html"
 )]
 struct Members<'a> {
     email: &'a str,
+    names: &'a [String],
 }
 
 #[derive(Deserialize)]
@@ -386,7 +397,34 @@ async fn members(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED),
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE),
     };
-    match (Members { email: &email }).render() {
+    let kept = state.directory.lock().ok().and_then(|kept| {
+        kept.as_ref()
+            .filter(|(read, _)| read.elapsed() < DIRECTORY_TTL)
+            .map(|(_, names)| names.clone())
+    });
+    let names = match kept {
+        Some(names) => names,
+        None => {
+            let read = sqlx::query_scalar::<_, String>(DIRECTORY);
+            let names = match &state.store {
+                Store::Held(conn) => read.fetch_all(&mut *conn.lock().await).await,
+                Store::Pool(pool) => read.fetch_all(pool).await,
+            };
+            let Ok(names) = names.map(Arc::new) else {
+                return refuse(StatusCode::SERVICE_UNAVAILABLE);
+            };
+            if let Ok(mut kept) = state.directory.lock() {
+                *kept = Some((Instant::now(), names.clone()));
+            }
+            names
+        }
+    };
+    match (Members {
+        email: &email,
+        names: &names,
+    })
+    .render()
+    {
         Ok(body) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .body(body),
@@ -485,6 +523,7 @@ async fn run() -> Result<(), String> {
         public_url,
         broker,
         keys,
+        directory: std::sync::Mutex::new(None),
     }));
     HttpServer::new(move || {
         App::new()

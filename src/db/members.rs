@@ -340,6 +340,89 @@ macro_rules! m_columns {
     };
 }
 
+// While the attempt is there to take (or when none is to be taken).
+macro_rules! while_taking {
+    () => {
+        concat!(
+            "($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a WHERE ",
+            attempt_matches!(),
+            "))"
+        )
+    };
+}
+// The SQLite batch: `$pending` (the statements of a fresh pending member) and `$tail` (the
+// attempt taken and the member read back, or only the member read) after the writes every
+// sign-in makes. sqlx hands each statement's result, and each row, from its SQLite thread to
+// the request's task one at a time, and that hand-off costs more than the statement itself:
+// so the member is written with one upsert (added, or signing in again), although assigning
+// `role` and `status` writes their index entries again even when the values stay the same,
+// and the attempt is deleted with the member read back in its RETURNING.
+macro_rules! sqlite_sign_in {
+    ($pending:expr, $tail:expr) => {
+        concat!(
+            "BEGIN IMMEDIATE; \
+             INSERT INTO members (id, email, display_name, role, status, created_at, \
+             last_login_at) SELECT $4, $1, $5, $6, $7, $2, $8 \
+             WHERE ($9 = 1 OR EXISTS (SELECT 1 FROM members WHERE email = $1)) AND ",
+            while_taking!(),
+            " ON CONFLICT (email) DO UPDATE SET last_login_at = $2, \
+             role = CASE WHEN $3 = 1 THEN 'admin' ELSE members.role END, status = 'active' \
+             WHERE members.status IN ('active', 'invited'); ",
+            sign_in_entry!("members"),
+            " WHERE m.email = $1 AND ",
+            while_taking!(),
+            "; ",
+            session_insert!("members"),
+            " AND m.email = $1 AND ",
+            while_taking!(),
+            "; ",
+            $pending,
+            $tail,
+            " COMMIT;"
+        )
+    };
+}
+// A fresh pending member's request to join and the admins' digest.
+macro_rules! sqlite_pending {
+    () => {
+        concat!(
+            request_entry!("members"),
+            " AND m.email = $1; ",
+            super::outbox::digest_rows!("$13", "$2", "$14", "$15"),
+            " AND $16 = 1 AND EXISTS (SELECT 1 FROM members AS m \
+             WHERE m.id = $4 AND m.status = 'pending') ON CONFLICT (id) DO NOTHING;"
+        )
+    };
+}
+// The attempt taken, and the member as they are now, in one row (none when the attempt was
+// not there: then nothing else was written either).
+macro_rules! sqlite_taking {
+    () => {
+        concat!(
+            " DELETE FROM login_attempts AS a WHERE ",
+            attempt_matches!(),
+            " RETURNING next_path, \
+             (SELECT id FROM members WHERE email = $1) AS id, \
+             (SELECT email FROM members WHERE email = $1) AS email, \
+             (SELECT display_name FROM members WHERE email = $1) AS display_name, \
+             (SELECT role FROM members WHERE email = $1) AS role, \
+             (SELECT status FROM members WHERE email = $1) AS status, \
+             (SELECT created_at FROM members WHERE email = $1) AS created_at, \
+             (SELECT last_login_at FROM members WHERE email = $1) AS last_login_at;"
+        )
+    };
+}
+// Without an attempt: the member as they are now (a row of NULLs when nobody has the address).
+macro_rules! sqlite_reading {
+    () => {
+        concat!(
+            " SELECT NULL AS next_path, ",
+            m_columns!(),
+            " FROM (SELECT 1) AS one LEFT JOIN members AS m ON m.email = $1;"
+        )
+    };
+}
+
 /// Records a sign-in by address in one round trip, all of it or none: the member signing in
 /// again (for an `active` or `invited` member the time, `invited` becomes `active`, and
 /// `make_admin` promotes; a `pending` or `suspended` member is left as they are), or `fresh`
@@ -351,42 +434,18 @@ macro_rules! m_columns {
 pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, sqlx::Error> {
     let sql = match db.engine() {
         // Several statements between BEGIN and COMMIT, sent as one (see `atomic_batch`). Each
-        // write holds while the attempt is there; it is deleted last.
-        super::Engine::Sqlite => concat!(
-            "BEGIN IMMEDIATE; ",
-            sign_in_update!(),
-            " AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a WHERE ",
-            attempt_matches!(),
-            ")); ",
-            sign_in_insert!(),
-            "(SELECT 1 FROM members WHERE email = $1) \
-             AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a WHERE ",
-            attempt_matches!(),
-            ")); ",
-            request_entry!("members"),
-            " AND m.email = $1; ",
-            sign_in_entry!("members"),
-            " WHERE m.email = $1 AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a \
-             WHERE ",
-            attempt_matches!(),
-            ")); ",
-            session_insert!("members"),
-            " AND m.email = $1 AND ($20 = 0 OR EXISTS (SELECT 1 FROM login_attempts AS a \
-             WHERE ",
-            attempt_matches!(),
-            ")); ",
-            super::outbox::digest_rows!("$13", "$2", "$14", "$15"),
-            " AND $16 = 1 AND EXISTS (SELECT 1 FROM members AS m \
-             WHERE m.id = $4 AND m.status = 'pending') ON CONFLICT (id) DO NOTHING; \
-             SELECT a.next_path AS next_path, ",
-            m_columns!(),
-            " FROM (SELECT 1) AS one LEFT JOIN login_attempts AS a ON $20 = 1 AND ",
-            attempt_matches!(),
-            " LEFT JOIN members AS m ON m.email = $1 WHERE $20 = 0 OR a.nonce IS NOT NULL; \
-             DELETE FROM login_attempts AS a WHERE $20 = 1 AND ",
-            attempt_matches!(),
-            "; COMMIT;"
-        ),
+        // write holds while the attempt is there; it is deleted last. Only a fresh pending
+        // member can bring a request to join and the admins' digest: other sign-ins leave
+        // those two statements out.
+        super::Engine::Sqlite => {
+            let pending = w.fresh.is_some_and(|f| f.status == Status::Pending);
+            match (pending, w.take.is_some()) {
+                (false, true) => sqlite_sign_in!("", sqlite_taking!()),
+                (true, true) => sqlite_sign_in!(sqlite_pending!(), sqlite_taking!()),
+                (false, false) => sqlite_sign_in!("", sqlite_reading!()),
+                (true, false) => sqlite_sign_in!(sqlite_pending!(), sqlite_reading!()),
+            }
+        }
         // One statement, its writes in WITH clauses: `t` the attempt taken, `m` the member
         // afterwards.
         super::Engine::Postgres => concat!(
@@ -423,8 +482,13 @@ pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, s
         .bind(i32::from(w.make_admin))
         .bind(w.fresh.map_or("", |f| f.id.as_str()))
         .bind(w.fresh.map_or("", |f| f.display_name.as_str()))
-        .bind(w.fresh.map_or("", |f| f.role.as_str()))
-        .bind(w.fresh.map_or("", |f| f.status.as_str()))
+        // Without a fresh row, values its checks accept: SQLite checks them before it finds
+        // the member that the upsert updates instead.
+        .bind(w.fresh.map_or(Role::Member.as_str(), |f| f.role.as_str()))
+        .bind(
+            w.fresh
+                .map_or(Status::Invited.as_str(), |f| f.status.as_str()),
+        )
         .bind(w.fresh.and_then(|f| f.last_login_at))
         .bind(i32::from(w.fresh.is_some()))
         .bind(w.entry_id)

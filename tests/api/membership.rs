@@ -163,3 +163,68 @@ async fn a_suspended_member_cannot_sign_in() {
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert!(page.body.contains("suspended"));
 }
+
+#[actix_web::test]
+async fn signing_in_again_records_the_time_and_promotes_an_address_added_to_admin_emails() {
+    let first = spawn_app_with(&[("SIGNUP_MODE", "open")]).await;
+    first.signed_in_browser("sam@example.com").await;
+    first.signed_in_browser("sue@example.com").await;
+    let set_time = |email: &'static str| {
+        sqlx::query("UPDATE members SET last_login_at = 1 WHERE email = $1").bind(email)
+    };
+    let last_login = async |app: &TestApp, email: &str| -> Option<i64> {
+        sqlx::query_scalar("SELECT last_login_at FROM members WHERE email = $1")
+            .bind(email)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    set_time("sam@example.com")
+        .execute(&first.pool)
+        .await
+        .unwrap();
+    first.signed_in_browser("sam@example.com").await;
+    assert!(last_login(&first, "sam@example.com").await > Some(1));
+    assert_eq!(first.member("sam@example.com").await.unwrap().2, "member");
+
+    // Sue is suspended: her sign-in is refused and leaves her row as it was.
+    sqlx::query("UPDATE members SET status = 'suspended' WHERE email = 'sue@example.com'")
+        .execute(&first.pool)
+        .await
+        .unwrap();
+    set_time("sue@example.com")
+        .execute(&first.pool)
+        .await
+        .unwrap();
+    let page = first.sign_in(&first.browser(), "sue@example.com").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert_eq!(last_login(&first, "sue@example.com").await, Some(1));
+
+    // The same database, now with both addresses in ADMIN_EMAILS: Sam, active, becomes an
+    // admin when he next signs in; Sue stays a suspended member.
+    let crate::helpers::TestApp { db, broker, .. } = first;
+    let second = crate::helpers::spawn_app_on(
+        db,
+        broker,
+        &[],
+        &[
+            ("SIGNUP_MODE", "open"),
+            ("ADMIN_EMAILS", "sam@example.com, sue@example.com"),
+        ],
+    )
+    .await;
+    set_time("sam@example.com")
+        .execute(&second.pool)
+        .await
+        .unwrap();
+    let sam = second.signed_in_browser("sam@example.com").await;
+    let (_, status, role) = second.member("sam@example.com").await.unwrap();
+    assert_eq!((status.as_str(), role.as_str()), ("active", "admin"));
+    assert!(last_login(&second, "sam@example.com").await > Some(1));
+    assert_eq!(sam.get("/admin").await.status, StatusCode::OK);
+    let page = second.sign_in(&second.browser(), "sue@example.com").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let (_, status, role) = second.member("sue@example.com").await.unwrap();
+    assert_eq!((status.as_str(), role.as_str()), ("suspended", "member"));
+    assert_eq!(last_login(&second, "sue@example.com").await, Some(1));
+}
