@@ -352,11 +352,12 @@ macro_rules! while_taking {
 }
 // The SQLite batch: `$pending` (the statements of a fresh pending member) and `$tail` (the
 // attempt taken and the member read back, or only the member read) after the writes every
-// sign-in makes. sqlx hands each statement's result, and each row, from its SQLite thread to
-// the request's task one at a time, and that hand-off costs more than the statement itself:
-// so the member is written with one upsert (added, or signing in again), although assigning
-// `role` and `status` writes their index entries again even when the values stay the same,
-// and the attempt is deleted with the member read back in its RETURNING.
+// sign-in makes. The member is added, or an active member signing in again has the time of
+// the sign-in set, by one upsert that assigns nothing else: SQLite writes a column's index
+// entries again whenever the column is assigned, even to its own value, and for `role` and
+// `status` that is two more index pages per sign-in, which cost more than the statement
+// after it (BENCHMARKS.md). That statement makes an invited member active and promotes an
+// address in ADMIN_EMAILS, the only sign-ins that change `role` or `status`.
 macro_rules! sqlite_sign_in {
     ($pending:expr, $tail:expr) => {
         concat!(
@@ -365,9 +366,13 @@ macro_rules! sqlite_sign_in {
              last_login_at) SELECT $4, $1, $5, $6, $7, $2, $8 \
              WHERE ($9 = 1 OR EXISTS (SELECT 1 FROM members WHERE email = $1)) AND ",
             while_taking!(),
-            " ON CONFLICT (email) DO UPDATE SET last_login_at = $2, \
-             role = CASE WHEN $3 = 1 THEN 'admin' ELSE members.role END, status = 'active' \
-             WHERE members.status IN ('active', 'invited'); ",
+            " ON CONFLICT (email) DO UPDATE SET last_login_at = $2 \
+             WHERE members.status = 'active' AND NOT ($3 = 1 AND members.role <> 'admin'); ",
+            sign_in_update!(),
+            " AND (status = 'invited' OR ($3 = 1 AND role <> 'admin' AND status = 'active')) \
+             AND ",
+            while_taking!(),
+            "; ",
             sign_in_entry!("members"),
             " WHERE m.email = $1 AND ",
             while_taking!(),
