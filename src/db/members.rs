@@ -280,10 +280,16 @@ macro_rules! sign_in_update {
          WHERE email = $1"
     };
 }
-macro_rules! sign_in_insert {
+// The fresh row, to be followed by the condition on which it is added.
+macro_rules! fresh_row {
     () => {
         "INSERT INTO members (id, email, display_name, role, status, created_at, last_login_at) \
-         SELECT $4, $1, $5, $6, $7, $2, $8 WHERE $9 = 1 AND NOT EXISTS "
+         SELECT $4, $1, $5, $6, $7, $2, $8 "
+    };
+}
+macro_rules! sign_in_insert {
+    () => {
+        concat!(fresh_row!(), "WHERE $9 = 1 AND NOT EXISTS ")
     };
 }
 // The member's entry: a sign-in for an active member, a refusal naming the status otherwise.
@@ -361,10 +367,9 @@ macro_rules! while_taking {
 macro_rules! sqlite_sign_in {
     ($pending:expr, $tail:expr) => {
         concat!(
-            "BEGIN IMMEDIATE; \
-             INSERT INTO members (id, email, display_name, role, status, created_at, \
-             last_login_at) SELECT $4, $1, $5, $6, $7, $2, $8 \
-             WHERE ($9 = 1 OR EXISTS (SELECT 1 FROM members WHERE email = $1)) AND ",
+            "BEGIN IMMEDIATE; ",
+            fresh_row!(),
+            "WHERE ($9 = 1 OR EXISTS (SELECT 1 FROM members WHERE email = $1)) AND ",
             while_taking!(),
             " ON CONFLICT (email) DO UPDATE SET last_login_at = $2 \
              WHERE members.status = 'active' AND NOT ($3 = 1 AND members.role <> 'admin'); ",

@@ -169,8 +169,12 @@ async fn signing_in_again_records_the_time_and_promotes_an_address_added_to_admi
     let first = spawn_app_with(&[("SIGNUP_MODE", "open")]).await;
     first.signed_in_browser("sam@example.com").await;
     first.signed_in_browser("sue@example.com").await;
-    let set_time = |email: &'static str| {
-        sqlx::query("UPDATE members SET last_login_at = 1 WHERE email = $1").bind(email)
+    let set_time = async |app: &TestApp, email: &str| {
+        sqlx::query("UPDATE members SET last_login_at = 1 WHERE email = $1")
+            .bind(email)
+            .execute(&app.pool)
+            .await
+            .unwrap();
     };
     let last_login = async |app: &TestApp, email: &str| -> Option<i64> {
         sqlx::query_scalar("SELECT last_login_at FROM members WHERE email = $1")
@@ -179,10 +183,7 @@ async fn signing_in_again_records_the_time_and_promotes_an_address_added_to_admi
             .await
             .unwrap()
     };
-    set_time("sam@example.com")
-        .execute(&first.pool)
-        .await
-        .unwrap();
+    set_time(&first, "sam@example.com").await;
     first.signed_in_browser("sam@example.com").await;
     assert!(last_login(&first, "sam@example.com").await > Some(1));
     assert_eq!(first.member("sam@example.com").await.unwrap().2, "member");
@@ -192,10 +193,7 @@ async fn signing_in_again_records_the_time_and_promotes_an_address_added_to_admi
         .execute(&first.pool)
         .await
         .unwrap();
-    set_time("sue@example.com")
-        .execute(&first.pool)
-        .await
-        .unwrap();
+    set_time(&first, "sue@example.com").await;
     let page = first.sign_in(&first.browser(), "sue@example.com").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     assert_eq!(last_login(&first, "sue@example.com").await, Some(1));
@@ -213,10 +211,7 @@ async fn signing_in_again_records_the_time_and_promotes_an_address_added_to_admi
         ],
     )
     .await;
-    set_time("sam@example.com")
-        .execute(&second.pool)
-        .await
-        .unwrap();
+    set_time(&second, "sam@example.com").await;
     let sam = second.signed_in_browser("sam@example.com").await;
     let (_, status, role) = second.member("sam@example.com").await.unwrap();
     assert_eq!((status.as_str(), role.as_str()), ("active", "admin"));
