@@ -359,7 +359,13 @@ async fn main() -> std::process::ExitCode {
     let client = awc::Client::builder()
         .disable_redirects()
         .timeout(Duration::from_secs(30))
-        .connector(awc::Connector::new().limit(args.concurrency * 2))
+        // Idle connections are not reused after 3 s: the server closes them after 5 s (actix-web's
+        // keep-alive), and a request sent just as it does fails.
+        .connector(
+            awc::Connector::new()
+                .limit(args.concurrency * 2)
+                .conn_keep_alive(Duration::from_secs(3)),
+        )
         .finish();
     // Ready: the first answered request, with migrations applied.
     let startup = loop {
