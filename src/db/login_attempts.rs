@@ -83,15 +83,15 @@ pub async fn insert_within_limits(
     attempt: &LoginAttempt,
 ) -> Result<[i64; 3], sqlx::Error> {
     let sql = match db.engine() {
-        // The counters, then the attempt if they allow it, between BEGIN and COMMIT sent as one.
+        // The counters, then the attempt if they allow it, one batch (`atomic_batch`).
         super::Engine::Sqlite => concat!(
-            "BEGIN IMMEDIATE; ",
+            "SAVEPOINT batch; ",
             rate_limits::ceiling_upsert!(),
             " RETURNING bucket, hits; ",
             attempt_values!(),
             "(SELECT hits FROM rate_limits WHERE bucket = $1) <= $12 \
              AND (SELECT hits FROM rate_limits WHERE bucket = $4) <= $10 \
-             AND (SELECT hits FROM rate_limits WHERE bucket = $7) <= $11; COMMIT;"
+             AND (SELECT hits FROM rate_limits WHERE bucket = $7) <= $11; RELEASE batch;"
         ),
         // One statement: the attempt reads the counters' new values from their RETURNING.
         super::Engine::Postgres => concat!(

@@ -367,7 +367,7 @@ macro_rules! while_taking {
 macro_rules! sqlite_sign_in {
     ($pending:expr, $tail:expr) => {
         concat!(
-            "BEGIN IMMEDIATE; ",
+            "SAVEPOINT batch; ",
             fresh_row!(),
             "WHERE ($9 = 1 OR EXISTS (SELECT 1 FROM members WHERE email = $1)) AND ",
             while_taking!(),
@@ -388,7 +388,7 @@ macro_rules! sqlite_sign_in {
             "; ",
             $pending,
             $tail,
-            " COMMIT;"
+            " RELEASE batch;"
         )
     };
 }
@@ -443,7 +443,7 @@ macro_rules! sqlite_reading {
 /// when `take` was given and no such attempt was there to take, and then nothing was written.
 pub async fn sign_in(db: &Db, w: &SignInWrite<'_>) -> Result<Option<SignedIn>, sqlx::Error> {
     let sql = match db.engine() {
-        // Several statements between BEGIN and COMMIT, sent as one (see `atomic_batch`). Each
+        // Several statements in one batch (see `atomic_batch`). Each
         // write holds while the attempt is there; it is deleted last. Only a fresh pending
         // member can bring a request to join and the admins' digest: other sign-ins leave
         // those two statements out.

@@ -9,6 +9,7 @@ mod broker;
 mod browser;
 mod cli;
 mod conformance;
+mod group_commit;
 mod hardening;
 mod helpers;
 mod instances;
