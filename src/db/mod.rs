@@ -155,11 +155,8 @@ impl Held {
     async fn lock_slot<'a>(&'a self, pool: &AnyPool) -> Result<HeldUse<'a>, sqlx::Error> {
         let mut slot = self.slot.lock().await;
         if slot.conn.is_none() {
-            *slot = Slot {
-                conn: Some(pool.acquire().await?),
-                group: None,
-                interrupted: false,
-            };
+            // A connection closed took its group with it (`HeldUse`'s drop).
+            slot.conn = Some(pool.acquire().await?);
         }
         Ok(HeldUse { slot, keep: false })
     }
@@ -224,20 +221,12 @@ impl Held {
                 Ok(rows)
             }
             Err(e) => {
-                // Undo this batch alone (nothing to undo when its SAVEPOINT did not run);
-                // dropped meanwhile, the next use undoes it.
-                let undone = using
-                    .conn()?
-                    .execute("ROLLBACK TO batch; RELEASE batch")
-                    .await;
-                using.slot.interrupted = false;
-                if let Err(undo) = undone
-                    && !no_such_savepoint(&undo)
-                {
-                    // The group cannot be trusted: closing the connection rolls it back.
-                    using.keep = false;
+                // Undo this batch alone; dropped meanwhile, the next use undoes it. If it
+                // cannot be undone, the connection closes with the group (not kept).
+                if using.recover().await.is_err() {
                     return Err(e);
                 }
+                // Undone: the group goes on without it.
                 Err(e)
             }
         };
@@ -295,23 +284,27 @@ impl HeldUse<'_> {
         self.keep = matches!(result, Ok(_) | Err(sqlx::Error::Database(_)));
     }
 
-    /// Undoes what a batch of the open group left when it was dropped while it ran: its
-    /// savepoint, if it is still there (if not, the batch had run to its end, and its writes
-    /// are the group's).
+    /// Undoes what a batch of the open group left when it failed, or was dropped, while it
+    /// ran: its savepoint, if it is still there (if not, the batch had not begun, or had run to
+    /// its end and its writes are the group's). Dropped meanwhile, it leaves that to the next
+    /// use.
     async fn recover(&mut self) -> Result<(), sqlx::Error> {
         if !self.slot.interrupted {
             return Ok(());
         }
-        self.slot.interrupted = false;
-        match self
+        let undone = self
             .conn()?
             .execute("ROLLBACK TO batch; RELEASE batch")
-            .await
-        {
+            .await;
+        self.slot.interrupted = false;
+        match undone {
             Ok(_) => Ok(()),
             Err(e) if no_such_savepoint(&e) => Ok(()),
-            // The group cannot be trusted: closing the connection rolls it back.
-            Err(e) => Err(e),
+            Err(e) => {
+                // The group cannot be trusted: closing the connection rolls it back.
+                self.keep = false;
+                Err(e)
+            }
         }
     }
 
